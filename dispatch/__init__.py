@@ -1,0 +1,1 @@
+"""gongche dispatch package."""

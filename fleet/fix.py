@@ -1,0 +1,71 @@
+"""The one normalised position record that crosses every boundary: a **Fix** (定位点).
+
+Decoders (NMEA, JT/T 808) make Fixes; everything after them knows no protocol.
+Times are timezone-aware UTC, coordinates WGS-84 degrees, speed km/h, course degrees from
+true north, altitude metres.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Protocol = Literal["nmea-mqtt", "jt808", "sim", "import"]
+
+
+@dataclass(slots=True)
+class Fix:
+    """A position fix from one terminal (北斗/GNSS 定位数据)."""
+
+    terminal_id: str
+    time: datetime
+    lat: float
+    lon: float
+    speed_kmh: float = 0.0
+    course: float = 0.0
+    altitude_m: float | None = None
+    hdop: float | None = None
+    satellites: int | None = None
+    valid: bool = True
+    protocol: Protocol = "sim"
+    alarm: int = 0
+    status: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.time.tzinfo is None:
+            raise ValueError("Fix.time must be timezone-aware (UTC)")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form printed by `gongche decode` and carried on the Redis stream."""
+        return {
+            "terminal_id": self.terminal_id,
+            "time": self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "lat": self.lat,
+            "lon": self.lon,
+            "speed_kmh": self.speed_kmh,
+            "course": self.course,
+            "altitude_m": self.altitude_m,
+            "hdop": self.hdop,
+            "satellites": self.satellites,
+            "valid": self.valid,
+            "protocol": self.protocol,
+            "alarm": self.alarm,
+            "status": self.status,
+            "extras": self.extras,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fix:
+        """Inverse of :meth:`to_json`; raises ``ValueError``/``KeyError`` on bad input."""
+        raw_time = str(data["time"]).replace("Z", "+00:00")
+        t = datetime.fromisoformat(raw_time)
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names and k != "time"}
+        kwargs["lat"] = float(kwargs["lat"])
+        kwargs["lon"] = float(kwargs["lon"])
+        return cls(time=t.astimezone(UTC), **kwargs)

@@ -1,0 +1,1 @@
+"""gongche gateway/jt808 package."""

@@ -1,0 +1,1 @@
+"""gongche ledger package."""

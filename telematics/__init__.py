@@ -1,0 +1,1 @@
+"""gongche telematics package."""
