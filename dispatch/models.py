@@ -1,0 +1,1 @@
+"""dispatch ORM models (filled in by its issue)."""

@@ -1,0 +1,149 @@
+"""``create_app()``: the FastAPI application composing every domain's router."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet import health
+from fleet.api import ROUTERS
+from fleet.db import make_engine, make_sessionmaker
+from fleet.errors import DomainError
+from fleet.logging import get_logger
+from fleet.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from fleet.ratelimit import SlidingWindowLimiter
+from fleet.settings import Settings, get_settings
+from fleet.store import redis_client
+
+log = get_logger(__name__)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        body: dict[str, Any] = {"error": exc.code, "detail": exc.message}
+        body.update(exc.detail)
+        return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field_name(tuple(e.get("loc", ()))), "reason": e.get("msg", "")}
+                  for e in exc.errors()]
+        summary = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+        return JSONResponse({"error": "invalid", "detail": summary, "errors": errors},
+                            status_code=422)
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(_: Request, exc: IntegrityError) -> JSONResponse:
+        # Reached only when two requests race past the service's own duplicate checks.
+        log.warning("integrity_error", error=str(exc.orig)[:200])
+        return JSONResponse({"error": "conflict",
+                             "detail": "conflicts with an existing record (duplicate or in use)"},
+                            status_code=409)
+
+
+def _install_metrics(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Callable[..., Any]) -> Response:
+        start = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(request.method, path).observe(time.perf_counter() - start)
+        return response
+
+
+def _install_health(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> JSONResponse:
+        """Readiness: the database, the store and the broker all answer."""
+        state = request.app.state
+        checks: dict[str, str] = {}
+        probes: dict[str, Callable[[], str]] = {
+            "database": lambda: health.check_database(state.engine),
+            "redis": lambda: health.check_redis(state.redis),
+            "mqtt": lambda: health.check_mqtt(*state.settings.mqtt_endpoint()),
+        }
+        for name, probe in probes.items():
+            try:
+                checks[name] = probe()
+            except Exception as exc:  # a probe must report, never raise
+                checks[name] = f"error: {exc}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    session_factory: sessionmaker[Session] | None = None,
+    extra_routers: list[Any] | None = None,
+) -> FastAPI:
+    """Build the application. Tests pass their own settings, engine and session factory."""
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log.info("api_start", database=engine.url.render_as_string(hide_password=True))
+        yield
+
+    app = FastAPI(
+        title="gongche", version="0.1.0", lifespan=lifespan,
+        description="Official-car platform: booking, dispatch, command, supervision "
+                    "(预约 · 调度 · 指挥 · 监管).",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = session_factory or make_sessionmaker(engine)
+    app.state.redis = redis_client(settings.redis_url)
+    app.state.login_limiter = SlidingWindowLimiter(settings.login_attempts_per_minute)
+    _install_error_handlers(app)
+    _install_metrics(app)
+    _install_health(app)
+    for router in ROUTERS + domain_routers() + (extra_routers or []):
+        app.include_router(router)
+    return app
+
+
+def domain_routers() -> list[Any]:
+    """Routers of the domain packages that exist so far (each exposes ``api.router``)."""
+    import importlib
+
+    routers = []
+    for name in ("telematics", "dispatch", "scheduler", "ledger", "geo"):
+        try:
+            module = importlib.import_module(f"{name}.api")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{name}.api":
+                raise
+            continue
+        routers.append(module.router)
+    return routers

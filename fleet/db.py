@@ -1,0 +1,130 @@
+"""Database: SQLAlchemy 2 engine and sessions for PostgreSQL+PostGIS and SQLite+SpatiaLite.
+
+The caller owns the unit of work: service functions take a ``Session`` and never commit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from fleet.settings import Settings
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SPATIALITE_LIBRARY = os.environ.get("SPATIALITE_LIBRARY_PATH", "mod_spatialite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every ORM model (one MetaData, one naming convention)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the backend.
+
+    SQLite has no time zones; PostgreSQL returns aware values. This makes both the same.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    """Load SpatiaLite and set pragmas on every new SQLite connection.
+
+    The standard library's sqlite3 on this platform cannot load extensions; pysqlite3 can.
+    """
+    dbapi_conn.enable_load_extension(True)
+    dbapi_conn.load_extension(SPATIALITE_LIBRARY)
+    dbapi_conn.enable_load_extension(False)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("SELECT count(*) FROM sqlite_master WHERE name='spatial_ref_sys'")
+    if cur.fetchone()[0] == 0:
+        cur.execute("SELECT InitSpatialMetadata(1, 'WGS84')")
+    cur.close()
+
+
+def make_engine(settings: Settings, **kwargs: Any) -> Engine:
+    """Create the engine for the configured backend (PostGIS or SpatiaLite)."""
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        import pysqlite3.dbapi2 as sqlite_module  # extension loading enabled
+
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = create_engine(
+            url.replace("sqlite://", "sqlite+pysqlite://", 1),
+            module=sqlite_module,
+            echo=settings.db_echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            **kwargs,
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        # pysqlite's own transaction handling defers BEGIN; take it over so that
+        # SAVEPOINT/rollback behave as on PostgreSQL (SQLAlchemy docs, "Serializable isolation").
+        event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        return engine
+    return create_engine(url, echo=settings.db_echo, pool_pre_ping=True, **kwargs)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+@contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: commit when the block ends normally, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database does not answer."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

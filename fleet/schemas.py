@@ -1,0 +1,237 @@
+"""API schemas (pydantic) for organisation and assets, kept apart from the ORM models."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fleet.models import (
+    DriverStatus,
+    EnergyType,
+    LicenceClass,
+    Role,
+    TerminalProtocol,
+    VehicleCategory,
+    VehicleStatus,
+)
+
+T = TypeVar("T")
+
+# 中国大陆号牌: province abbreviation, letter, 5 (fuel) or 6 (new energy) characters.
+PLATE_RE = re.compile(r"^[\u4e00-\u9fa5][A-Z][A-Z0-9]{5,6}$")
+VIN_RE = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")  # ISO 3779: no I, O, Q
+PHONE_RE = re.compile(r"^\+?[0-9]{5,20}$")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+class Point(BaseModel):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# --- departments -------------------------------------------------------------------------
+class DepartmentCreate(Strict):
+    code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=120)
+    parent_id: int | None = Field(default=None, gt=0)
+
+
+class DepartmentUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    parent_id: int | None = Field(default=None, gt=0)
+
+
+class DepartmentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    code: str
+    name: str
+    parent_id: int | None
+    active: bool
+
+
+# --- users -------------------------------------------------------------------------------
+class UserCreate(Strict):
+    username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    full_name: str = Field(default="", max_length=120)
+    password: str = Field(min_length=8, max_length=128)
+    role: Role
+    department_id: int = Field(gt=0)
+    locale: str = Field(default="zh-CN", pattern=r"^(zh-CN|en)$")
+
+
+class UserUpdate(Strict):
+    full_name: str | None = Field(default=None, max_length=120)
+    password: str | None = Field(default=None, min_length=8, max_length=128)
+    role: Role | None = None
+    department_id: int | None = Field(default=None, gt=0)
+    locale: str | None = Field(default=None, pattern=r"^(zh-CN|en)$")
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    username: str
+    full_name: str
+    role: Role
+    department_id: int
+    active: bool
+    locale: str
+
+
+# --- vehicles ----------------------------------------------------------------------------
+class VehicleBase(Strict):
+    category: VehicleCategory
+    brand_model: str = Field(default="", max_length=80)
+    seats: int = Field(ge=1, le=60)
+    energy_type: EnergyType
+    displacement_l: float = Field(default=0.0, ge=0, le=10)
+    purchase_price_fen: int = Field(default=0, ge=0)
+    purchase_date: date | None = None
+    odometer_km: float = Field(default=0.0, ge=0)
+    home_garage: Point | None = None
+    department_id: int = Field(gt=0)
+    marked: bool = True
+
+
+class VehicleCreate(VehicleBase):
+    plate: str = Field(description="号牌, e.g. 川A12345 or 川AD12345 (new energy)")
+    vin: str
+
+    @field_validator("plate")
+    @classmethod
+    def _plate(cls, v: str) -> str:
+        v = v.strip().upper().replace(" ", "").replace("·", "")
+        if not PLATE_RE.match(v):
+            raise ValueError("not a Chinese licence plate (e.g. 川A12345 or 川AD12345)")
+        return v
+
+    @field_validator("vin")
+    @classmethod
+    def _vin(cls, v: str) -> str:
+        v = v.strip().upper()
+        if not VIN_RE.match(v):
+            raise ValueError("VIN must be 17 characters, digits and letters except I, O, Q")
+        return v
+
+
+class VehicleUpdate(Strict):
+    category: VehicleCategory | None = None
+    brand_model: str | None = Field(default=None, max_length=80)
+    seats: int | None = Field(default=None, ge=1, le=60)
+    odometer_km: float | None = Field(default=None, ge=0)
+    home_garage: Point | None = None
+    department_id: int | None = Field(default=None, gt=0)
+    status: VehicleStatus | None = None
+    marked: bool | None = None
+    version: int | None = Field(default=None, description="optimistic lock: the version read")
+
+
+class VehicleRead(BaseModel):
+    id: int
+    plate: str
+    vin: str
+    category: VehicleCategory
+    brand_model: str
+    seats: int
+    energy_type: EnergyType
+    displacement_l: float
+    purchase_price_fen: int
+    purchase_date: date | None
+    odometer_km: float
+    home_garage: Point | None
+    department_id: int
+    status: VehicleStatus
+    marked: bool
+    version: int
+    terminal_id: str | None = None
+
+
+# --- drivers -----------------------------------------------------------------------------
+class DriverCreate(Strict):
+    name: str = Field(min_length=1, max_length=60)
+    employee_no: str = Field(min_length=1, max_length=32)
+    licence_class: LicenceClass
+    phone: str = Field(pattern=PHONE_RE.pattern)
+    department_id: int = Field(gt=0)
+
+
+class DriverUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=60)
+    licence_class: LicenceClass | None = None
+    phone: str | None = Field(default=None, pattern=PHONE_RE.pattern)
+    department_id: int | None = Field(default=None, gt=0)
+    status: DriverStatus | None = None
+
+
+class DriverRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    employee_no: str
+    licence_class: LicenceClass
+    phone: str
+    department_id: int
+    status: DriverStatus
+
+
+# --- terminals ---------------------------------------------------------------------------
+class TerminalCreate(Strict):
+    id: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
+    protocol: TerminalProtocol
+    phone: str | None = Field(default=None, pattern=r"^[0-9]{1,20}$")
+    imei: str | None = Field(default=None, pattern=r"^[0-9]{15}$")
+    secret: str | None = Field(default=None, min_length=8, max_length=128,
+                               description="MQTT password (nmea-mqtt); stored hashed")
+    vehicle_id: int | None = Field(default=None, gt=0)
+
+
+class TerminalUpdate(Strict):
+    phone: str | None = Field(default=None, pattern=r"^[0-9]{1,20}$")
+    imei: str | None = Field(default=None, pattern=r"^[0-9]{15}$")
+    secret: str | None = Field(default=None, min_length=8, max_length=128)
+
+
+class TerminalBind(Strict):
+    vehicle_id: int | None = Field(description="vehicle to bind; null unbinds")
+
+
+class TerminalRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    protocol: TerminalProtocol
+    phone: str | None
+    imei: str | None
+    vehicle_id: int | None
+    active: bool
+
+
+class BindingRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    terminal_id: str
+    vehicle_id: int
+    bound_at: datetime
+    unbound_at: datetime | None
+
+
+class Retire(Strict):
+    reason: str = Field(default="", max_length=500)
+
+
+class TokenRead(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int

@@ -1,0 +1,57 @@
+"""Who may see and change what: role permissions and department scoping (数据权限).
+
+Enforced in the service layer (routes add a first check, services are the last word):
+staff and approvers see only their own department and its sub-units; dispatchers,
+supervisors and admins see everything; supervisors never write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fleet.errors import Forbidden, NotFound
+from fleet.models import Department, Role, User
+
+ALL_SEEING = frozenset({Role.dispatcher, Role.supervisor, Role.admin})
+
+
+def department_subtree(db: Session, root_id: int) -> set[int]:
+    """The department and all its descendants (the tree is small: read it whole)."""
+    children: dict[int | None, list[int]] = {}
+    for dep_id, parent_id in db.execute(select(Department.id, Department.parent_id)):
+        children.setdefault(parent_id, []).append(dep_id)
+    seen: set[int] = set()
+    stack = [root_id]
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        stack.extend(children.get(current, []))
+    return seen
+
+
+def visible_departments(db: Session, actor: User) -> set[int] | None:
+    """Department ids the actor may read; ``None`` means all."""
+    if actor.role in ALL_SEEING:
+        return None
+    return department_subtree(db, actor.department_id)
+
+
+def check_visible(db: Session, actor: User, department_id: int, what: str, ident: object) -> None:
+    """Raise NotFound (not Forbidden: do not reveal existence) when out of scope."""
+    scope = visible_departments(db, actor)
+    if scope is not None and department_id not in scope:
+        raise NotFound(f"{what} {ident} not found")
+
+
+def require_role(actor: User, roles: Iterable[Role], action: str) -> None:
+    """Refuse with 403 unless the actor has one of ``roles``; supervisors never write."""
+    allowed = set(roles)
+    if actor.role not in allowed:
+        if actor.role == Role.supervisor:
+            raise Forbidden(f"supervisors have read-only access: cannot {action}")
+        raise Forbidden(f"role '{actor.role}' cannot {action}")

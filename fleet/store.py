@@ -1,0 +1,25 @@
+"""The Redis-compatible store: real Redis in production, fakeredis in-process when embedded."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+
+from fleet.settings import EMBEDDED_REDIS
+
+
+@lru_cache(maxsize=8)
+def _fake_server() -> object:
+    import fakeredis
+
+    return fakeredis.FakeServer()
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A client for ``url``; ``memory://`` is one in-process server shared by the process."""
+    if url == EMBEDDED_REDIS:
+        import fakeredis
+
+        return fakeredis.FakeRedis(server=_fake_server(), decode_responses=False)
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)

@@ -1,0 +1,214 @@
+"""Fix filter chain (定位点过滤): small named steps, each free to drop a fix and say why.
+
+Modelled on Traccar's ``FilterHandler`` but as an ordered list of functions with explicit
+reasons, per-terminal state and per-terminal config overrides. Order (cheap and stateless
+first)::
+
+    invalid → zero → future → outdated → max_speed → accuracy → duplicate → jump → min_period
+
+Late (out-of-order) fixes — older than the newest fix accepted for the terminal — are still
+checked by the stateless steps and by ``duplicate``, but **skip ``jump`` and ``min_period``**:
+comparing them with a newer fix would reject good data, and finding their true time
+neighbours would need the history the database holds. They are accepted (and so stored), but
+never move the terminal's "latest" state. Traccar does the same for events.
+
+The duplicate step remembers a bounded set of recent accepted times per terminal (not only the
+last fix), so a replayed batch or a blind-area resend (盲区补报) interleaved with live fixes is
+still recognised.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from fleet.fix import Fix
+from geo.geodesy import haversine_m
+
+
+@dataclass(frozen=True, slots=True)
+class FilterConfig:
+    """Filter settings; ``None`` (or 0 for ``min_period_s``) switches a step off."""
+
+    invalid: bool = True
+    zero: bool = True
+    duplicate: bool = True
+    duplicate_window: int = 512  # recent accepted times remembered per terminal
+    future_s: float | None = 300.0  # reject fixes more than 5 min ahead of now
+    max_age_s: float | None = None  # reject fixes older than this ("outdated"); off
+    max_speed_kmh: float | None = None  # reported speed limit; off
+    jump_speed_kmh: float | None = 300.0  # implied speed from the previous accepted fix
+    jump_min_distance_m: float = 100.0  # smaller moves never count as jumps (GNSS noise)
+    jump_reset_after: int = 3  # after this many jump rejections in a row, accept and re-anchor
+    max_hdop: float | None = None  # accuracy; off
+    min_period_s: float = 0.0  # minimum seconds between accepted fixes; off
+
+
+@dataclass(slots=True)
+class _TerminalState:
+    latest: Fix | None = None
+    recent: OrderedDict[datetime, None] = field(default_factory=OrderedDict)
+    jump_rejections: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    fix: Fix
+    config: FilterConfig
+    state: _TerminalState
+    now: datetime
+
+    @property
+    def is_late(self) -> bool:
+        latest = self.state.latest
+        return latest is not None and self.fix.time < latest.time
+
+
+Step = Callable[[_Context], bool]  # True = drop
+
+
+def _invalid(c: _Context) -> bool:
+    """Not positioned (未定位) or coordinates outside WGS-84 ranges."""
+    f = c.fix
+    return c.config.invalid and (not f.valid or not (-90 <= f.lat <= 90 and -180 <= f.lon <= 180))
+
+
+def _zero(c: _Context) -> bool:
+    """Exactly (0, 0): a receiver without fix that still reports."""
+    return c.config.zero and c.fix.lat == 0 and c.fix.lon == 0
+
+
+def _future(c: _Context) -> bool:
+    limit = c.config.future_s
+    return limit is not None and (c.fix.time - c.now).total_seconds() > limit
+
+
+def _outdated(c: _Context) -> bool:
+    limit = c.config.max_age_s
+    return limit is not None and (c.now - c.fix.time).total_seconds() > limit
+
+
+def _max_speed(c: _Context) -> bool:
+    limit = c.config.max_speed_kmh
+    return limit is not None and c.fix.speed_kmh > limit
+
+
+def _accuracy(c: _Context) -> bool:
+    limit = c.config.max_hdop
+    return limit is not None and c.fix.hdop is not None and c.fix.hdop > limit
+
+
+def _duplicate(c: _Context) -> bool:
+    return c.config.duplicate and c.fix.time in c.state.recent
+
+
+def _jump(c: _Context) -> bool:
+    """Implied speed from the previous accepted fix too high (漂移点)."""
+    limit, prev = c.config.jump_speed_kmh, c.state.latest
+    if limit is None or prev is None or c.is_late:
+        return False
+    dt = (c.fix.time - prev.time).total_seconds()
+    dist = haversine_m(prev.lat, prev.lon, c.fix.lat, c.fix.lon)
+    if dt <= 0 or dist < c.config.jump_min_distance_m:
+        return False
+    if dist / dt * 3.6 <= limit:
+        return False
+    # After jump_reset_after rejections in a row the anchor itself was probably the bad point:
+    # accept this one and re-anchor on it.
+    return c.state.jump_rejections < c.config.jump_reset_after
+
+
+def _min_period(c: _Context) -> bool:
+    prev = c.state.latest
+    if c.config.min_period_s <= 0 or prev is None or c.is_late:
+        return False
+    return (c.fix.time - prev.time).total_seconds() < c.config.min_period_s
+
+
+STEPS: tuple[tuple[str, Step], ...] = (
+    ("invalid", _invalid),
+    ("zero", _zero),
+    ("future", _future),
+    ("outdated", _outdated),
+    ("max_speed", _max_speed),
+    ("accuracy", _accuracy),
+    ("duplicate", _duplicate),
+    ("jump", _jump),
+    ("min_period", _min_period),
+)
+REASONS: tuple[str, ...] = tuple(name for name, _ in STEPS)
+
+
+class FilterChain:
+    """Apply the steps in order; keep per-terminal state and counters.
+
+    ``overrides`` maps a terminal id to a config used instead of ``config`` for it
+    (per-terminal overrides, as Traccar's device-scoped keys).
+    """
+
+    def __init__(
+        self,
+        config: FilterConfig | None = None,
+        overrides: dict[str, FilterConfig] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config or FilterConfig()
+        self.overrides = dict(overrides or {})
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.accepted = 0
+        self.counts: Counter[str] = Counter()
+        self.counts_by_terminal: dict[str, Counter[str]] = {}
+        self._state: dict[str, _TerminalState] = {}
+
+    def config_for(self, terminal_id: str) -> FilterConfig:
+        return self.overrides.get(terminal_id, self.config)
+
+    def apply(self, fix: Fix, now: datetime | None = None) -> tuple[bool, str | None]:
+        """Return ``(True, None)`` if the fix passes, else ``(False, reason)``."""
+        state = self._state.setdefault(fix.terminal_id, _TerminalState())
+        ctx = _Context(fix, self.config_for(fix.terminal_id), state, now or self.clock())
+        for name, step in STEPS:
+            if step(ctx):
+                self._count(fix.terminal_id, name)
+                if name == "jump":
+                    state.jump_rejections += 1
+                return False, name
+        self._remember(ctx)
+        self.accepted += 1
+        return True, None
+
+    def filter(self, fixes: list[Fix], now: datetime | None = None) -> list[Fix]:
+        """The accepted subset of ``fixes``, in order."""
+        return [f for f in fixes if self.apply(f, now)[0]]
+
+    def latest(self, terminal_id: str) -> Fix | None:
+        """The newest accepted fix of a terminal (late fixes never replace it)."""
+        state = self._state.get(terminal_id)
+        return state.latest if state else None
+
+    def reset(self, terminal_id: str | None = None) -> None:
+        """Forget per-terminal state (all terminals when ``None``)."""
+        if terminal_id is None:
+            self._state.clear()
+        else:
+            self._state.pop(terminal_id, None)
+
+    def _count(self, terminal_id: str, reason: str) -> None:
+        self.counts[reason] += 1
+        self.counts_by_terminal.setdefault(terminal_id, Counter())[reason] += 1
+
+    def _remember(self, ctx: _Context) -> None:
+        state, fix = ctx.state, ctx.fix
+        state.recent[fix.time] = None
+        while len(state.recent) > max(ctx.config.duplicate_window, 1):
+            state.recent.popitem(last=False)
+        if not ctx.is_late:
+            state.latest = fix
+            state.jump_rejections = 0
+
+
+def with_overrides(base: FilterConfig, **changes: object) -> FilterConfig:
+    """A copy of ``base`` with some fields changed (helper for per-terminal overrides)."""
+    return replace(base, **changes)  # type: ignore[arg-type]

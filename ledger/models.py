@@ -1,0 +1,1 @@
+"""ledger ORM models (filled in by its issue)."""

@@ -1,0 +1,118 @@
+"""Driver pairing with CP-SAT (exact assignment).
+
+Two uses:
+
+* :func:`pair_before_routing` gives every vehicle one driver *before* routing, so the
+  vehicle's working window becomes the intersection of its availability with the driver's
+  shift (the model's rule "drivers' shift is the vehicle's window once paired").  It
+  maximises the covered working time, with a bonus for licences that bookings ask for.
+* :func:`assign_after_routing` re-solves the assignment for the routes actually used,
+  exactly: each used route gets a distinct driver whose shift contains the route, who holds
+  every licence needed and whose driving limit is respected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ortools.sat.python import cp_model
+
+from scheduler.compat import driver_can_drive, overlap
+from scheduler.model import Driver, Problem, Route, Vehicle
+
+
+def _match(weights: Mapping[str, Mapping[str, int]], cover_all: bool,
+           time_limit: float = 5.0) -> dict[str, str] | None:
+    """Max-weight bipartite matching rows→cols; ``cover_all`` makes every row matched."""
+    model = cp_model.CpModel()
+    x: dict[tuple[str, str], cp_model.IntVar] = {}
+    for r, cols in weights.items():
+        for c in cols:
+            x[r, c] = model.NewBoolVar(f"x_{r}_{c}")
+    rows = list(weights)
+    cols_all = {c for cols in weights.values() for c in cols}
+    for r in rows:
+        terms = [x[r, c] for c in weights[r]]
+        if cover_all:
+            if not terms:
+                return None
+            model.AddExactlyOne(terms)
+        elif terms:
+            model.AddAtMostOne(terms)
+    for c in cols_all:
+        model.AddAtMostOne([x[r, c] for r in rows if (r, c) in x])
+    model.Maximize(sum(w * x[r, c] for r, cols in weights.items() for c, w in cols.items()))
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = time_limit
+    solver.parameters.num_workers = 1
+    status = solver.Solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    return {r: c for (r, c), var in x.items() if solver.Value(var)}
+
+
+def _best_shift(d: Driver, v: Vehicle) -> tuple[float, float] | None:
+    best = None
+    for s in d.shifts:
+        ov = overlap(s, v.window)
+        if ov and (best is None or ov[1] - ov[0] > best[1] - best[0]):
+            best = ov
+    return best
+
+
+def pair_before_routing(problem: Problem) -> dict[str, tuple[Driver, tuple[float, float]]]:
+    """Vehicle id → (driver, working window).  Unpaired vehicles are left out."""
+    needed = {b.licence for b in problem.bookings if b.licence}
+    weights: dict[str, dict[str, int]] = {}
+    windows: dict[tuple[str, str], tuple[float, float]] = {}
+    for v in problem.vehicles:
+        weights[v.id] = {}
+        for d in problem.drivers:
+            win = _best_shift(d, v)
+            if win is None or not driver_can_drive(d, v):
+                continue
+            bonus = 600 * len(needed & d.licences)
+            weights[v.id][d.id] = int((win[1] - win[0]) // 60) + bonus + 1
+            windows[v.id, d.id] = win
+    match = _match(weights, cover_all=False) or {}
+    drivers = {d.id: d for d in problem.drivers}
+    return {vid: (drivers[did], windows[vid, did]) for vid, did in match.items()}
+
+
+def route_driving(problem: Problem, route: Route) -> float:
+    """Seconds of driving along a route (matrix durations)."""
+    nodes = [s.node for s in route.stops]
+    return float(sum(problem.durations[a, b] for a, b in zip(nodes, nodes[1:], strict=False)))
+
+
+def driver_fits_route(problem: Problem, d: Driver, v: Vehicle, route: Route) -> bool:
+    """Shift contains the route, licences held, driving limit respected."""
+    if not driver_can_drive(d, v):
+        return False
+    begin, end = route.stops[0].departure, route.stops[-1].arrival
+    if not any(a - 1e-6 <= begin and end <= b + 1e-6 for a, b in d.shifts):
+        return False
+    by_id = {b.id: b for b in problem.bookings}
+    for bid in route.booking_ids():
+        lic = by_id[bid].licence
+        if lic is not None and lic not in d.licences:
+            return False
+    return route_driving(problem, route) <= d.max_driving + 1e-6
+
+
+def assign_after_routing(problem: Problem, routes: list[Route]) -> dict[str, str] | None:
+    """Exact assignment vehicle id → driver id for the used routes (None if impossible)."""
+    vehicles = {v.id: v for v in problem.vehicles}
+    weights: dict[str, dict[str, int]] = {}
+    for r in routes:
+        if not r.used:
+            continue
+        v = vehicles[r.vehicle_id]
+        # Prefer keeping the pre-routing pairing (stable plans are easier to announce).
+        weights[r.vehicle_id] = {
+            d.id: 2 if d.id == r.driver_id else 1
+            for d in problem.drivers if driver_fits_route(problem, d, v, r)
+        }
+    if not weights:
+        return {}
+    return _match(weights, cover_all=True)

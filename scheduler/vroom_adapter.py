@@ -1,0 +1,111 @@
+"""Translate a :class:`Problem` to pyvroom and back.
+
+Used twice: as a peer solver in the benchmark and as a *seed* (first solution) for the
+OR-Tools search in :mod:`scheduler.solver` — a portfolio.  vroom works with integer
+durations and costs, so matrices are multiplied by ``scale``; durations are rounded *up*
+so that every vroom-feasible route is feasible with the real-valued matrix too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import vroom
+
+from scheduler.model import PRIORITY_RANK, Booking, Problem, Vehicle
+from scheduler.timing import Visit
+
+_VROOM_PRIORITY = {0: 0, 1: 50, 2: 100}
+
+
+def scaled_durations(problem: Problem, scale: float) -> np.ndarray:
+    """Integer durations, rounded up (conservative for time windows)."""
+    return np.ceil(problem.durations * scale - 1e-7).astype(np.int64)
+
+
+def scaled_distances(problem: Problem, scale: float) -> np.ndarray:
+    """Integer distances, rounded to nearest (cost only)."""
+    return np.rint(problem.distances * scale).astype(np.int64)
+
+
+def _tw(window: tuple[float, float], scale: float) -> vroom.TimeWindow:
+    return vroom.TimeWindow(int(math.ceil(window[0] * scale - 1e-7)),
+                            int(math.floor(window[1] * scale + 1e-7)))
+
+
+def _skills(problem: Problem, vehicles: list[Vehicle]) -> tuple[dict[str, set[int]],
+                                                                  dict[str, set[int]]]:
+    """Encode 'which vehicles may serve which booking' as vroom skills.
+
+    Each distinct allowed set gets one skill id; vehicles in the set carry it.
+    """
+    from scheduler.compat import allowed_vehicle_ids  # local: avoids an import cycle
+
+    veh_skills: dict[str, set[int]] = {v.id: set() for v in vehicles}
+    job_skills: dict[str, set[int]] = {}
+    by_set: dict[frozenset[str], int] = {}
+    all_ids = frozenset(v.id for v in vehicles)
+    for b in problem.bookings:
+        allowed = frozenset(allowed_vehicle_ids(problem, b, vehicles))
+        if allowed == all_ids:
+            continue
+        sid = by_set.setdefault(allowed, len(by_set) + 1)
+        job_skills[b.id] = {sid}
+        for vid in allowed:
+            veh_skills[vid].add(sid)
+    return veh_skills, job_skills
+
+
+def build_input(problem: Problem, scale: float, vehicles: list[Vehicle] | None = None,
+                bookings: list[Booking] | None = None) -> vroom.Input:
+    """A vroom Input over the problem's nodes (vroom location index = problem node)."""
+    vehicles = problem.vehicles if vehicles is None else vehicles
+    bookings = problem.bookings if bookings is None else bookings
+    inp = vroom.Input()
+    inp.set_durations_matrix(profile="car", matrix_input=scaled_durations(problem, scale))
+    inp.set_costs_matrix(profile="car", matrix_input=scaled_distances(problem, scale))
+    veh_skills, job_skills = _skills(problem, vehicles)
+    for k, v in enumerate(vehicles):
+        inp.add_vehicle(vroom.Vehicle(
+            k, start=v.origin, end=v.destination, capacity=[v.seats],
+            skills=veh_skills[v.id], time_window=_tw(v.window, scale),
+            costs=vroom.VehicleCosts(fixed=int(v.fixed_cost * scale))))
+    for j, b in enumerate(bookings):
+        skills = job_skills.get(b.id, set())
+        prio = _VROOM_PRIORITY[PRIORITY_RANK[b.priority]]
+        if b.pickup is None:
+            inp.add_job(vroom.Job(
+                j, location=b.delivery, default_service=int(round(b.delivery_service * scale)),
+                delivery=vroom.Amount([b.passengers]), skills=skills, priority=prio,
+                time_windows=[_tw(b.delivery_window, scale)]))
+            continue
+        inp.add_shipment(
+            vroom.ShipmentStep(j, location=b.pickup,
+                               default_service=int(round(b.pickup_service * scale)),
+                               time_windows=[_tw(b.pickup_window, scale)]),
+            vroom.ShipmentStep(j, location=b.delivery,
+                               default_service=int(round(b.delivery_service * scale)),
+                               time_windows=[_tw(b.delivery_window, scale)]),
+            amount=vroom.Amount([b.passengers]), skills=skills, priority=prio)
+    return inp
+
+
+def solve_vroom(problem: Problem, scale: float = 1.0, exploration: int = 5, threads: int = 2,
+                vehicles: list[Vehicle] | None = None,
+                bookings: list[Booking] | None = None) -> dict[str, list[Visit]]:
+    """Solve with vroom; return visit sequences per vehicle id (only non-empty routes)."""
+    vehicles = problem.vehicles if vehicles is None else vehicles
+    bookings = problem.bookings if bookings is None else bookings
+    if not bookings:
+        return {}
+    sol = build_input(problem, scale, vehicles, bookings).solve(
+        exploration_level=exploration, nb_threads=threads)
+    routes: dict[str, list[Visit]] = {}
+    df = sol.routes
+    kinds = {"pickup": "pickup", "delivery": "delivery", "job": "delivery"}
+    for vid, typ, jid in zip(df["vehicle_id"], df["type"], df["id"], strict=True):
+        if typ not in kinds:
+            continue
+        routes.setdefault(vehicles[int(vid)].id, []).append((bookings[int(jid)], kinds[typ]))
+    return routes

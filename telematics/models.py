@@ -1,0 +1,1 @@
+"""telematics ORM models (filled in by its issue)."""
