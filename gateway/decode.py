@@ -61,6 +61,10 @@ def _hex_bytes(line: str) -> bytes:
 
 def _packet_dicts(packet: Packet, line_no: int) -> Iterator[dict[str, Any]]:
     header = packet.header
+    if header.encryption:
+        yield {"error": "encrypted body not supported", "line": line_no,
+               "message": f"0x{header.msg_id:04x}"}
+        return
     try:
         msg = decode_packet(packet)
     except MessageError as exc:

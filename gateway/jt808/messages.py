@@ -10,6 +10,7 @@ fields are padded with 0x00 on the right and trimmed of 0x00 and blanks when rea
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -484,7 +485,7 @@ def message_fields(msg: Message) -> dict[str, Any]:
     if isinstance(msg, Unknown):
         return {"body": msg.body.hex()}
     out: dict[str, Any] = {}
-    for name in msg.__dataclass_fields__:
-        value = getattr(msg, name)
-        out[name] = value.hex() if isinstance(value, bytes) else value
+    for f in dataclasses.fields(msg):
+        value = getattr(msg, f.name)
+        out[f.name] = value.hex() if isinstance(value, bytes) else value
     return out

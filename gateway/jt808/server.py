@@ -155,6 +155,8 @@ class ServerStats:
     unsupported: int = 0
     subpackages: int = 0
     sink_errors: int = 0
+    handler_errors: int = 0
+    encrypted: int = 0
     replies_sent: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -286,6 +288,9 @@ class Jt808Server:
             pass
         except asyncio.CancelledError:
             pass
+        except Exception:  # a bug or a misbehaving registry/sink must not kill the server
+            self.stats.handler_errors += 1
+            log.exception("jt808 connection handler failed for %s", conn.peer)
         finally:
             self.stats.connections_open -= 1
             self._per_ip[ip] -= 1
@@ -339,6 +344,11 @@ class Jt808Server:
                 return True
             packet = whole
             header = packet.header
+        if header.encryption:
+            # RSA bodies (加密) need a key exchange (0x0A00/0x8A00) this gateway does not do.
+            self.stats.encrypted += 1
+            await self._reply(conn, header, RESULT_NOT_SUPPORTED)
+            return False
         try:
             msg = decode_packet(packet)
         except MessageError as exc:

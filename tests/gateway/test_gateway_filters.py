@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.filters import REASONS, FilterChain, FilterConfig, with_overrides
 from fleet.fix import Fix
+from gateway.filters import REASONS, FilterChain, FilterConfig, with_overrides
 
 T0 = datetime(2024, 5, 1, 4, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=1)
@@ -108,7 +108,8 @@ def test_late_fix_skips_jump_and_min_period_and_keeps_latest() -> None:
     assert c.apply(fix(100, lat=39.91))[0]
     # A blind-area resend from between them, far away from the newer fix: still stored.
     assert c.apply(fix(50, lat=39.95)) == (True, None)
-    assert c.latest("A") is not None and c.latest("A").time == T0 + timedelta(seconds=100)
+    latest = c.latest("A")
+    assert latest is not None and latest.time == T0 + timedelta(seconds=100)
     # ... but a late duplicate is still a duplicate
     assert c.apply(fix(50, lat=39.95)) == (False, "duplicate")
 

@@ -1,0 +1,138 @@
+"""The protocol-free part of the gateway: directory check → filters → sink.
+
+Decoders (NMEA, JT/T 808) turn bytes into Fixes; this turns Fixes into stream entries. It
+is thread-safe: the MQTT client thread and the JT/T 808 event loop may call it at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fleet.fix import Fix
+from fleet.logging import get_logger
+from gateway import metrics
+from gateway.directory import Entry, TerminalDirectory
+from gateway.filters import FilterChain
+from gateway.nmea import NmeaAssembler
+from gateway.sink import Routed
+
+log = get_logger(__name__)
+
+
+class Sink(Protocol):
+    def put(self, items: Sequence[Routed]) -> None: ...
+
+
+@dataclass
+class RejectedAudit:
+    """Rejected fixes kept for audit when configured (bounded, newest last)."""
+
+    limit: int = 10_000
+    items: list[tuple[Fix, str]] = field(default_factory=list)
+
+    def add(self, fix: Fix, reason: str) -> None:
+        self.items.append((fix, reason))
+        if len(self.items) > self.limit:
+            del self.items[: len(self.items) - self.limit]
+
+
+class Ingest:
+    def __init__(self, directory: TerminalDirectory, sink: Sink,
+                 filters: FilterChain | None = None,
+                 keep_rejected: RejectedAudit | None = None) -> None:
+        self.directory = directory
+        self.sink = sink
+        self.filters = filters or FilterChain()
+        self.keep_rejected = keep_rejected
+        self._assemblers: dict[str, NmeaAssembler] = {}
+        self._lock = threading.Lock()
+
+    # --- NMEA over MQTT -----------------------------------------------------------------
+    def route_nmea(self, terminal_id: str, payload: bytes | str) -> list[Routed]:
+        """Decode one MQTT payload (whole epochs) and return the routed, accepted fixes."""
+        metrics.MESSAGES.labels("nmea-mqtt").inc()
+        entry = self.directory.by_id(terminal_id)
+        if not self._admissible(entry, "nmea-mqtt", terminal_id):
+            return []
+        with self._lock:
+            assembler = self._assemblers.get(terminal_id)
+            if assembler is None:
+                assembler = self._assemblers[terminal_id] = NmeaAssembler(terminal_id)
+            fixes, errors = assembler.feed_text(payload)
+            fixes += assembler.flush()  # a payload carries whole epochs: emit them now
+        for err in errors:
+            metrics.DECODE_ERRORS.labels("nmea-mqtt", _reason(err.reason)).inc()
+            log.info("nmea_error", terminal=terminal_id, reason=err.reason,
+                     sentence=err.sentence[:120])
+        assert entry is not None
+        return self._filter(fixes, entry, "nmea-mqtt")
+
+    # --- JT/T 808 -------------------------------------------------------------------------
+    def route_jt808(self, fixes: Sequence[Fix]) -> list[Routed]:
+        """JT/T 808 fixes carry the SIM phone as terminal id: map to gongche's terminal."""
+        out: list[Routed] = []
+        for phone, group in _group_by_terminal(fixes).items():
+            entry = self.directory.by_phone(phone)
+            if not self._admissible(entry, "jt808", phone):
+                continue
+            assert entry is not None
+            renamed = [_renamed(f, entry.terminal_id) for f in group]
+            out += self._filter(renamed, entry, "jt808")
+        return out
+
+    def put_jt808(self, fixes: Sequence[Fix]) -> None:
+        self.sink.put(self.route_jt808(fixes))
+
+    def put_nmea(self, terminal_id: str, payload: bytes | str) -> None:
+        self.sink.put(self.route_nmea(terminal_id, payload))
+
+    # --- shared ---------------------------------------------------------------------------
+    def _admissible(self, entry: Entry | None, protocol: str, terminal: str) -> bool:
+        reason = None
+        if entry is None:
+            reason = "unregistered"
+        elif entry.vehicle_id is None:
+            reason = "unbound"
+        elif entry.protocol.value != protocol:
+            reason = "wrong_protocol"
+        if reason:
+            metrics.REJECTED.labels(reason, terminal).inc()
+            return False
+        return True
+
+    def _filter(self, fixes: Sequence[Fix], entry: Entry, protocol: str) -> list[Routed]:
+        metrics.FIXES.labels(protocol).inc(len(fixes))
+        accepted: list[Routed] = []
+        with self._lock:
+            for fix in fixes:
+                ok, reason = self.filters.apply(fix)
+                if ok:
+                    accepted.append(Routed(fix, entry.vehicle_id))
+                    continue
+                metrics.REJECTED.labels(reason or "?", fix.terminal_id).inc()
+                if self.keep_rejected is not None:
+                    self.keep_rejected.add(fix, reason or "?")
+        metrics.ACCEPTED.labels(protocol).inc(len(accepted))
+        return accepted
+
+
+def _group_by_terminal(fixes: Sequence[Fix]) -> dict[str, list[Fix]]:
+    groups: dict[str, list[Fix]] = {}
+    for f in fixes:
+        groups.setdefault(f.terminal_id, []).append(f)
+    return groups
+
+
+def _renamed(fix: Fix, terminal_id: str) -> Fix:
+    extras = dict(fix.extras)
+    extras.setdefault("phone", fix.terminal_id)
+    return dataclasses.replace(fix, terminal_id=terminal_id, extras=extras)
+
+
+def _reason(reason: str) -> str:
+    """Bound the label's cardinality: the first word of a decoder's reason."""
+    return reason.split(":", 1)[0].split(" ", 1)[0][:32] or "unknown"

@@ -1,0 +1,194 @@
+"""The position writer: Redis stream ``fixes`` → ``positions``, exactly once in effect.
+
+It reads through a consumer group in batches, inserts with ``ON CONFLICT DO NOTHING`` on the
+(terminal, time) key, commits, and only then acknowledges (XACK): a crash between commit and
+ack replays the batch, which the key makes harmless. Entries left pending by a dead writer
+are claimed (XAUTOCLAIM) after ``claim_idle_ms``. Malformed entries are counted, logged and
+acknowledged so they never block the stream.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from prometheus_client import Counter
+from sqlalchemy import Engine, bindparam, func, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from fleet.logging import get_logger
+from gateway.sink import STREAM, Routed, decode_entry
+from telematics.models import Position
+
+log = get_logger(__name__)
+GROUP = "writers"
+
+WRITTEN = Counter("gongche_positions_written_total", "Positions inserted")
+DUPLICATES = Counter("gongche_positions_duplicate_total", "Stream entries already stored")
+BAD_ENTRIES = Counter("gongche_stream_bad_entries_total", "Malformed stream entries skipped")
+
+OnStored = Callable[[Sequence[Routed]], None]
+
+
+def _insert_statement(engine: Engine) -> Any:
+    table = Position.__table__
+    if engine.dialect.name == "postgresql":
+        geom = func.ST_SetSRID(func.ST_MakePoint(bindparam("b_lon"), bindparam("b_lat")), 4326)
+        return pg_insert(table).values(geom=geom).on_conflict_do_nothing(
+            index_elements=["terminal_id", "time"])
+    geom = func.MakePoint(bindparam("b_lon"), bindparam("b_lat"), 4326)  # SpatiaLite
+    return sqlite_insert(table).values(geom=geom).on_conflict_do_nothing(
+        index_elements=["terminal_id", "time"])
+
+
+def position_row(item: Routed, received_at: datetime) -> dict[str, Any]:
+    f = item.fix
+    return {
+        "terminal_id": f.terminal_id, "time": f.time, "vehicle_id": item.vehicle_id,
+        "lat": f.lat, "lon": f.lon, "speed_kmh": f.speed_kmh, "course": f.course,
+        "altitude_m": f.altitude_m, "hdop": f.hdop, "satellites": f.satellites,
+        "valid": f.valid, "protocol": f.protocol, "alarm": f.alarm, "status": f.status,
+        "extras": f.extras, "received_at": received_at, "b_lon": f.lon, "b_lat": f.lat,
+    }
+
+
+def store_positions(engine: Engine, items: Sequence[Routed]) -> int:
+    """Insert positions idempotently in one transaction; returns rows actually inserted."""
+    if not items:
+        return 0
+    now = datetime.now(UTC)
+    rows = [position_row(i, now) for i in items]
+    # RETURNING counts the rows really inserted (executemany rowcounts differ by driver) and
+    # lets SQLAlchemy batch the rows into multi-row INSERTs ("insertmanyvalues").
+    stmt = _insert_statement(engine).returning(Position.__table__.c.terminal_id)
+    with engine.begin() as conn:
+        inserted = len(conn.execute(stmt, rows).all())
+    return inserted
+
+
+def ensure_month_partitions(engine: Engine, around: datetime | None = None,
+                            months_ahead: int = 2) -> list[str]:
+    """Create monthly partitions of ``positions`` (PostgreSQL only) from last month on.
+
+    Rows for months without a partition land in ``positions_default`` and are never lost.
+    """
+    if engine.dialect.name != "postgresql":
+        return []
+    around = around or datetime.now(UTC)
+    created = []
+    year, month = around.year, around.month - 1
+    for _ in range(months_ahead + 2):
+        if month == 0:
+            year, month = year - 1, 12
+        start = datetime(year, month, 1, tzinfo=UTC)
+        ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
+        end = datetime(ny, nm, 1, tzinfo=UTC)
+        name = f"positions_{year:04d}_{month:02d}"
+        try:
+            with engine.begin() as conn:
+                exists = conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar()
+                if exists is None:
+                    conn.execute(text(
+                        f"CREATE TABLE {name} PARTITION OF positions "
+                        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"))
+                    created.append(name)
+        except Exception as exc:  # e.g. rows for that month already in the default partition
+            log.warning("partition_not_created", partition=name, error=str(exc)[:200])
+        year, month = ny, nm
+    return created
+
+
+@dataclass
+class StreamWriter:
+    """One writer process (or thread) of the consumer group ``writers``."""
+
+    client: redis.Redis
+    engine: Engine
+    stream: str = STREAM
+    group: str = GROUP
+    consumer: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    batch: int = 1000
+    block_ms: int = 500
+    claim_idle_ms: int = 30_000
+    on_stored: OnStored | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def step(self) -> int:
+        """Claim abandoned entries, read one batch, store, ack. Returns entries handled."""
+        entries = self._claim() or self._read()
+        if not entries:
+            return 0
+        good: list[Routed] = []
+        for entry_id, fields in entries:
+            try:
+                good.append(decode_entry(fields))
+            except (ValueError, KeyError, TypeError) as exc:
+                BAD_ENTRIES.inc()
+                log.warning("bad_stream_entry", entry=_s(entry_id), error=str(exc)[:200])
+        inserted = store_positions(self.engine, good)
+        WRITTEN.inc(inserted)
+        DUPLICATES.inc(len(good) - inserted)
+        if self.on_stored and good:
+            self.on_stored(good)
+        self.client.xack(self.stream, self.group, *[e for e, _ in entries])
+        return len(entries)
+
+    def _read(self) -> list[tuple[Any, dict[Any, Any]]]:
+        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
+                                       count=self.batch, block=self.block_ms)
+        if not reply:
+            return []
+        return [(eid, fields) for eid, fields in reply[0][1] if fields is not None]
+
+    def _claim(self) -> list[tuple[Any, dict[Any, Any]]]:
+        reply = self.client.xautoclaim(self.stream, self.group, self.consumer,
+                                       min_idle_time=self.claim_idle_ms, start_id="0-0",
+                                       count=self.batch)
+        claimed = reply[1] if reply else []
+        return [(eid, fields) for eid, fields in claimed if fields is not None]
+
+    def drain(self, idle_rounds: int = 1) -> int:
+        """Process until the stream has nothing new (tests, shutdown flush)."""
+        total, idle = 0, 0
+        while idle < idle_rounds:
+            n = self.step()
+            total += n
+            idle = idle + 1 if n == 0 else 0
+        return total
+
+    def run(self) -> None:
+        """Loop until :meth:`stop`; flushes what was read before returning."""
+        self.ensure_group()
+        ensure_month_partitions(self.engine)
+        log.info("writer_started", consumer=self.consumer, stream=self.stream)
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("writer_redis_unavailable", error=str(exc)[:200])
+                self._stop.wait(1.0)
+            except Exception as exc:  # database down: entries stay pending, retried later
+                log.error("writer_step_failed", error=str(exc)[:300])
+                self._stop.wait(1.0)
+        log.info("writer_stopped", consumer=self.consumer)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

@@ -1,0 +1,138 @@
+"""Simulated terminals → Mosquitto (project config, ACL) → gateway → Redis → writer → DB."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+import pytest
+import redis
+from sqlalchemy import Engine, text
+
+from fleet.fix import Fix
+from gateway.directory import TerminalDirectory
+from gateway.ingest import Ingest
+from gateway.mqtt import MqttConfig, MqttIngest, terminal_from_topic
+from gateway.sink import RedisSink
+from simulators.noise import fix_to_nmea
+from telematics.writer import StreamWriter
+from tests.pipeline.conftest import Fleet
+from tests.services import Mosquitto
+
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+@pytest.fixture
+def broker(mqtt_server: Mosquitto) -> Mosquitto:
+    for tid in ("N1", "N2", "U1"):
+        mqtt_server.users[tid] = f"secret-{tid}"
+    mqtt_server.reload()
+    return mqtt_server
+
+
+def terminal_client(broker: Mosquitto, tid: str) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"term-{tid}-{time.time_ns()}",
+                    protocol=mqtt.MQTTv311)
+    c.username_pw_set(tid, broker.users[tid])
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    return c
+
+
+def payload(tid: str, i: int) -> str:
+    fix = Fix(tid, T0 + timedelta(seconds=i), 30.66 + i * 1e-4, 104.06 + i * 5e-5,
+              speed_kmh=36.0, course=45.0, altitude_m=500.0, hdop=0.9, satellites=12)
+    return "\r\n".join(fix_to_nmea(fix, talker="BD" if i % 2 else "GN")) + "\r\n"
+
+
+@pytest.fixture
+def gateway(broker: Mosquitto, engine: Engine, redis_url: str) -> Iterator[MqttIngest]:
+    client = redis.Redis.from_url(redis_url)
+    ingest = Ingest(TerminalDirectory(engine, ttl_s=0.5), RedisSink(client))
+    gw = MqttIngest(MqttConfig("127.0.0.1", broker.port, "gateway", broker.users["gateway"],
+                               client_id="gw-test"), ingest).start()  # stable id: resumes
+    assert gw.connected.wait(10)
+    yield gw
+    gw.stop()
+    client.close()
+
+
+def stored(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT terminal_id, count(*) FROM positions "
+                                 "GROUP BY terminal_id")).all()
+    return {t: int(n) for t, n in rows}
+
+
+def wait_for(cond, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_topic_parsing() -> None:
+    assert terminal_from_topic("gongche/t/N1/nmea") == "N1"
+    assert terminal_from_topic("gongche/t//nmea") is None
+    assert terminal_from_topic("gongche/t/N1/status") is None
+
+
+def test_every_fix_arrives_exactly_once(fleet: Fleet, gateway: MqttIngest, broker: Mosquitto,
+                                        engine: Engine, redis_url: str) -> None:
+    n = 150
+    clients = {tid: terminal_client(broker, tid) for tid in ("N1", "N2", "U1")}
+    for i in range(n):
+        for tid in ("N1", "N2"):
+            clients[tid].publish(f"gongche/t/{tid}/nmea", payload(tid, i), qos=1)
+    # the same epochs again (a terminal resending after reconnect) and garbage in between
+    for i in range(0, n, 3):
+        clients["N1"].publish("gongche/t/N1/nmea", payload("N1", i), qos=1)
+    clients["N1"].publish("gongche/t/N1/nmea", b"$GNRMC,garbage*00\r\n\xff\xfe", qos=1)
+    # an unbound terminal is authenticated by the broker but dropped by the gateway
+    clients["U1"].publish("gongche/t/U1/nmea", payload("U1", 0), qos=1).wait_for_publish(5)
+    for c in clients.values():
+        c.loop_stop()
+        c.disconnect()
+
+    writer = StreamWriter(redis.Redis.from_url(redis_url), engine, block_ms=100)
+    writer.ensure_group()
+    assert wait_for(lambda: (writer.drain() or True) and stored(engine) == {"N1": n, "N2": n})
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT vehicle_id, speed_kmh, satellites, valid FROM positions "
+                                "WHERE terminal_id='N2' ORDER BY time LIMIT 1")).one()
+    assert row.vehicle_id == fleet.vehicles[1]
+    assert abs(row.speed_kmh - 36.0) < 0.05 and row.satellites == 12 and row.valid
+
+
+def test_terminal_cannot_publish_as_another(fleet: Fleet, gateway: MqttIngest,
+                                            broker: Mosquitto, engine: Engine,
+                                            redis_url: str) -> None:
+    """The broker ACL refuses N1 publishing under N2's topic; N1's own topic works."""
+    c = terminal_client(broker, "N1")
+    c.publish("gongche/t/N2/nmea", payload("N2", 0), qos=1).wait_for_publish(5)
+    c.publish("gongche/t/N1/nmea", payload("N1", 0), qos=1).wait_for_publish(5)
+    c.loop_stop()
+    c.disconnect()
+    writer = StreamWriter(redis.Redis.from_url(redis_url), engine, block_ms=100)
+    writer.ensure_group()
+    assert wait_for(lambda: (writer.drain() or True) and stored(engine).get("N1") == 1)
+    time.sleep(0.5)
+    writer.drain()
+    assert stored(engine) == {"N1": 1}
+
+
+def test_wrong_password_is_refused_by_the_broker(broker: Mosquitto) -> None:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="intruder",
+                    protocol=mqtt.MQTTv311)
+    c.username_pw_set("N1", "wrong-password")
+    results = []
+    c.on_connect = lambda *a: results.append(a[3])
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    assert wait_for(lambda: bool(results), 5)
+    c.loop_stop()
+    assert results[0].is_failure
