@@ -301,6 +301,7 @@ class FenceIndex:
         geoms = [f.index_geometry for f in self._fences]
         shapely.prepare(geoms)
         self._tree = STRtree(geoms)
+        self._grid = _OccupancyGrid([f.bounds for f in self._fences])
 
     def __len__(self) -> int:
         return len(self._fences)
@@ -317,6 +318,8 @@ class FenceIndex:
 
     def fences_containing(self, lat: float, lon: float) -> list[FenceId]:
         """Ids of the fences containing the WGS-84 point, in the index's order."""
+        if not self._grid.maybe(lat, lon):
+            return []
         hits = self._tree.query(Point(lon, lat), predicate="intersects")
         if not len(hits):
             return []
@@ -328,6 +331,15 @@ class FenceIndex:
                 continue
             out.append(f.id)
         return out
+
+    def speed_limit_kmh(self, lat: float, lon: float) -> float | None:
+        """The strictest speed limit of the fences containing the point, or None."""
+        limits = [
+            f.speed_limit_kmh
+            for fid in self.fences_containing(lat, lon)
+            if (f := self._by_id[fid]).speed_limit_kmh is not None
+        ]
+        return min(limits) if limits else None
 
     def fences_containing_many(self, lats: ArrayLike, lons: ArrayLike) -> list[list[FenceId]]:
         """Vectorised :meth:`fences_containing` for a batch of points."""
@@ -366,6 +378,44 @@ class FenceIndex:
             inside[near] = np.asarray(exact) <= rad[near]
         keep[circ] = inside
         return keep
+
+
+class _OccupancyGrid:
+    """A coarse bitmap of cells touched by some fence's bounding box.
+
+    Most fixes of a fleet are in no fence; for those a lookup here (well under a microsecond)
+    answers "none" without building a shapely Point or querying the tree.
+    """
+
+    def __init__(self, bounds: Sequence[tuple[float, float, float, float]], cells: int = 512):
+        self.nx = self.ny = 0
+        self.x0 = self.y0 = math.inf
+        self.x1 = self.y1 = -math.inf
+        if not bounds:
+            return
+        b = np.asarray(bounds, dtype=float)
+        self.x0, self.y0 = float(b[:, 0].min()), float(b[:, 1].min())
+        self.x1, self.y1 = float(b[:, 2].max()), float(b[:, 3].max())
+        self.nx = self.ny = cells
+        self.sx = cells / max(self.x1 - self.x0, 1e-9)
+        self.sy = cells / max(self.y1 - self.y0, 1e-9)
+        occ = np.zeros((cells, cells), dtype=np.uint8)
+        for x0, y0, x1, y1 in b.tolist():
+            i0, i1 = self._cell(y0, self.y0, self.sy), self._cell(y1, self.y0, self.sy)
+            j0, j1 = self._cell(x0, self.x0, self.sx), self._cell(x1, self.x0, self.sx)
+            occ[i0:i1 + 1, j0:j1 + 1] = 1
+        self._occ = occ.tobytes()
+
+    def _cell(self, v: float, v0: float, scale: float) -> int:
+        return min(self.nx - 1, max(0, int((v - v0) * scale)))
+
+    def maybe(self, lat: float, lon: float) -> bool:
+        """False only if no fence's bounding box can contain the point (NaN → False)."""
+        if not (self.x0 <= lon <= self.x1 and self.y0 <= lat <= self.y1):
+            return False
+        i = min(self.ny - 1, int((lat - self.y0) * self.sy))
+        j = min(self.nx - 1, int((lon - self.x0) * self.sx))
+        return bool(self._occ[i * self.nx + j])
 
 
 # --------------------------------------------------------------------------- tracker
@@ -418,6 +468,7 @@ class FenceEvent:
     since: datetime
     lat: float
     lon: float
+    terminal_id: str | None = None
 
 
 @dataclass
@@ -432,7 +483,7 @@ class FenceTracker:
 
     Feed fixes in time order with :meth:`update`; fixes older than the last one are ignored.
     ``initially_inside`` seeds the confirmed state (e.g. restored after a restart) so no
-    spurious ``enter`` is emitted.
+    spurious ``enter`` is emitted; ``terminal_id`` is copied into every event.
     """
 
     def __init__(
@@ -440,8 +491,10 @@ class FenceTracker:
         index: FenceIndex,
         rule: DebounceRule | None = None,
         initially_inside: Iterable[FenceId] = (),
+        terminal_id: str | None = None,
     ) -> None:
         self.rule = rule or DebounceRule()
+        self.terminal_id = terminal_id
         self._index = index
         self._inside: set[FenceId] = {f for f in initially_inside if f in index}
         self._pending: dict[FenceId, _Pending] = {}
@@ -506,7 +559,8 @@ class FenceTracker:
             self._inside.add(fid)
         else:
             self._inside.discard(fid)
-        return FenceEvent(fid, "enter" if observed else "exit", time, run.since, lat, lon)
+        return FenceEvent(fid, "enter" if observed else "exit", time, run.since, lat, lon,
+                          self.terminal_id)
 
 
 # --------------------------------------------------------------------------- GeoJSON

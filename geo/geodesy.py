@@ -41,7 +41,9 @@ def path_length_m(lats: Sequence[float], lons: Sequence[float]) -> float:
     return float(WGS84.line_length(list(lons), list(lats)))
 
 
-def segment_lengths_m(lats: Sequence[float], lons: Sequence[float]) -> np.ndarray:
+def segment_lengths_m(
+    lats: Sequence[float] | np.ndarray, lons: Sequence[float] | np.ndarray
+) -> np.ndarray:
     """Ellipsoidal length of each consecutive segment (n-1 values)."""
     if len(lats) < 2:
         return np.zeros(0)
@@ -61,8 +63,9 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def haversine_matrix_m(
-    lats_a: Sequence[float], lons_a: Sequence[float],
-    lats_b: Sequence[float] | None = None, lons_b: Sequence[float] | None = None,
+    lats_a: Sequence[float] | np.ndarray, lons_a: Sequence[float] | np.ndarray,
+    lats_b: Sequence[float] | np.ndarray | None = None,
+    lons_b: Sequence[float] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Great-circle distance matrix (metres), shape (len(a), len(b)); b defaults to a."""
     la = np.radians(np.asarray(lats_a, dtype=float))[:, None]

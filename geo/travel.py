@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -212,7 +212,7 @@ class _HttpEngine:
         if self._owns_client:
             self._client.close()
 
-    def __enter__(self) -> _HttpEngine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

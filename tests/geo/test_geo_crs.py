@@ -127,7 +127,9 @@ def test_gcj_inverse_accuracy(lat: float, lon: float) -> None:
 @given(china_lat, china_lon)
 def test_bd_round_trips(lat: float, lon: float) -> None:
     g = bd09_to_gcj02(*gcj02_to_bd09(lat, lon))
-    assert abs(g[0] - lat) < 1e-9 and abs(g[1] - lon) < 1e-9
+    # the iteration stops when the forward residual is < 1e-9°; the position error is that
+    # residual divided by a Jacobian within 1e-4 of identity
+    assert abs(g[0] - lat) < 2e-9 and abs(g[1] - lon) < 2e-9
     w = bd09_to_wgs84(*wgs84_to_bd09(lat, lon))
     assert abs(w[0] - lat) < 1e-7 and abs(w[1] - lon) < 1e-7
 

@@ -156,6 +156,19 @@ def test_index_circle_edge(bearing: float, frac: float) -> None:
     assert (frac < 0.999) <= bool(expect) and (frac > 1.001) <= (not expect)
 
 
+def test_index_points_outside_or_invalid() -> None:
+    index = FenceIndex(random_fences(10, seed=6))
+    assert index.fences_containing(math.nan, 116.4) == []
+    assert index.fences_containing(31.2, 121.5) == []  # far outside every fence
+    assert index.fences_containing(-39.9, -116.4) == []
+    # the corners of a fence's bounding box are inside the coarse grid, and answered exactly
+    f = square("sq", 39.9, 116.4, 0.01)
+    one = FenceIndex([f])
+    assert one.fences_containing(39.91, 116.41) == ["sq"]
+    assert one.fences_containing(39.89, 116.39) == ["sq"]
+    assert one.fences_containing(39.9100001, 116.41) == []
+
+
 def test_index_basics() -> None:
     fences = random_fences(4, seed=3)
     index = FenceIndex(fences)
@@ -207,6 +220,23 @@ def test_tracker_needs_consecutive_fixes() -> None:
     out = feed(tracker, [OUTSIDE] * 3, start=T0 + timedelta(minutes=5))
     assert [(e.fence_id, e.transition) for e in out] == [("yard", "exit")]
     assert tracker.inside == frozenset()
+
+
+def test_tracker_events_carry_terminal_id() -> None:
+    tracker = FenceTracker(FenceIndex([CIRCLE]), DebounceRule(min_fixes=1), terminal_id="京A12345")
+    (event,) = tracker.update(*INSIDE, T0)
+    assert event == FenceEvent("yard", "enter", T0, T0, *INSIDE, terminal_id="京A12345")
+
+
+def test_speed_limit_is_the_strictest_containing_fence() -> None:
+    city = square("city", 39.9, 116.4, 0.2, speed_limit_kmh=60)
+    school = Fence.circle("school", "学校", 39.9, 116.4, 300.0, speed_limit_kmh=30)
+    free = Fence.circle("free", "无限速", 39.95, 116.45, 300.0)
+    index = FenceIndex([city, school, free])
+    assert index.speed_limit_kmh(39.9, 116.4) == 30
+    assert index.speed_limit_kmh(39.85, 116.35) == 60
+    assert index.speed_limit_kmh(39.95, 116.45) == 60
+    assert index.speed_limit_kmh(41.0, 116.4) is None
 
 
 def test_tracker_min_seconds_all_and_any() -> None:

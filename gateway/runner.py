@@ -1,0 +1,99 @@
+"""The gateway process (``gongche gateway``): MQTT ingest + JT/T 808 TCP server.
+
+Both hand fixes to one :class:`~gateway.ingest.Ingest` (directory → filters → Redis stream).
+``stop()`` stops taking data, flushes what was taken, and returns: SIGTERM-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import redis
+from sqlalchemy import Engine
+
+from fleet.fix import Fix
+from fleet.logging import get_logger
+from fleet.settings import Settings
+from gateway.directory import TerminalDirectory
+from gateway.ingest import Ingest
+from gateway.jt808.messages import Registration
+from gateway.jt808.server import Jt808Server
+from gateway.mqtt import MqttConfig, MqttIngest
+from gateway.sink import RedisSink
+
+log = get_logger(__name__)
+
+
+class _AsyncRegistry:
+    """The directory's blocking database calls, off the event loop."""
+
+    def __init__(self, directory: TerminalDirectory) -> None:
+        self.directory = directory
+
+    async def register(self, phone: str, info: Registration) -> str | None:
+        return await asyncio.to_thread(self.directory.register, phone, info)
+
+    async def authenticate(self, phone: str, code: str) -> bool:
+        return await asyncio.to_thread(self.directory.authenticate, phone, code)
+
+
+class _AsyncSink:
+    """Fixes into the stream before the terminal gets its 0x8001 (an error → result 1)."""
+
+    def __init__(self, ingest: Ingest) -> None:
+        self.ingest = ingest
+
+    async def put(self, fixes: Sequence[Fix]) -> None:
+        await asyncio.to_thread(self.ingest.put_jt808, list(fixes))
+
+
+class Gateway:
+    def __init__(self, settings: Settings, engine: Engine, client: redis.Redis,
+                 mqtt_client_id: str = "", jt808_port: int | None = None) -> None:
+        self.settings = settings
+        self.directory = TerminalDirectory(engine)
+        self.ingest = Ingest(self.directory, RedisSink(client))
+        host, port, user, password = settings.mqtt_endpoint()
+        self.mqtt = MqttIngest(MqttConfig(
+            host=host, port=port, username=user, password=password,
+            protocol=settings.mqtt_protocol,
+            shared=not settings.mqtt_embedded,  # amqtt has no shared subscriptions
+            client_id=mqtt_client_id), self.ingest)
+        # ``jt808_port`` given: listen there (0 = any free port); else the setting (0 = off).
+        self.jt808_enabled = jt808_port is not None or settings.jt808_port > 0
+        self.jt808_port = settings.jt808_port if jt808_port is None else jt808_port
+        self.jt808: Jt808Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+
+    def start(self) -> Gateway:
+        self.directory.refresh()
+        self.mqtt.start()
+        if self.jt808_enabled:
+            self._thread = threading.Thread(target=self._run_jt808, name="jt808", daemon=True)
+            self._thread.start()
+            if not self._started.wait(10):
+                raise TimeoutError("JT/T 808 server did not start")
+        log.info("gateway_started", jt808_port=self.jt808_port)
+        return self
+
+    def _run_jt808(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self.jt808 = Jt808Server(self.settings.host, self.jt808_port,
+                                 _AsyncRegistry(self.directory), _AsyncSink(self.ingest))
+        self._loop.run_until_complete(self.jt808.start())
+        self.jt808_port = self.jt808.port
+        self._started.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        if self._loop is not None and self.jt808 is not None:
+            asyncio.run_coroutine_threadsafe(self.jt808.stop(), self._loop).result(15)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread:
+                self._thread.join(10)
+        self.mqtt.stop()
+        log.info("gateway_stopped")
