@@ -6,11 +6,12 @@ either paced in real time (demo) or as fast as the peer takes them (tests, bench
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
@@ -124,8 +125,9 @@ class Jt808Terminal:
         reply = self.request(Registration(province=51, city=100, maker_id="GCSIM",
                                           model="SIM-1", device_id=self.phone[-7:],
                                           plate_colour=1, plate=plate))
-        if getattr(reply, "result", 1) != 0:
-            raise PermissionError(f"registration refused (result {getattr(reply, 'result')})")
+        result = getattr(reply, "result", 1)
+        if result != 0:
+            raise PermissionError(f"registration refused (result {result})")
         self.auth_code = reply.auth_code  # type: ignore[union-attr]
         return self.auth_code
 
@@ -143,14 +145,13 @@ class Jt808Terminal:
         return int(getattr(self.request(msg), "result", 1))
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 # --------------------------------------------------------------------------- pacing
-def replay_in_real_time(fixes: Iterable[Fix], send: callable, stop: threading.Event,  # type: ignore[valid-type]
+def replay_in_real_time(fixes: Iterable[Fix], send: Callable[[Fix], object],
+                        stop: threading.Event,
                         speed: float = 1.0, t0: datetime | None = None) -> int:
     """Send each fix when its time comes (``speed`` > 1 plays faster). Returns fixes sent."""
     sent = 0
