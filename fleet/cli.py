@@ -25,7 +25,7 @@ def _settings() -> Settings:
 
 
 @app.command()
-def migrate(revision: str = "head") -> None:
+def migrate(revision: str = "heads") -> None:
     """Apply database migrations (PostgreSQL+PostGIS or SQLite+SpatiaLite)."""
     from fleet import migrate as m
     from fleet.db import make_engine
@@ -50,7 +50,8 @@ def seed() -> None:
 @app.command("create-admin")
 def create_admin(
     username: Annotated[str, typer.Option(prompt=True)],
-    department: Annotated[str, typer.Option(help="department code (created if missing)")] = "bureau",
+    department: Annotated[str, typer.Option(help="department code (created if missing)")]
+    = "bureau",
     password: Annotated[str | None, typer.Option(help="default: prompt")] = None,
 ) -> None:
     """Create an administrator (and the root department when the database is empty)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
+import redis
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
@@ -51,3 +52,10 @@ def get_current_user(
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_redis(request: Request) -> redis.Redis:
+    return request.app.state.redis  # type: ignore[no-any-return]
+
+
+RedisClient = Annotated[redis.Redis, Depends(get_redis)]

@@ -17,8 +17,12 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (PostGIS or SpatiaLite alike)."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Bring the database to ``revision`` (PostGIS or SpatiaLite alike).
+
+    "heads": each domain package keeps its own branch of migrations off the kernel's, so
+    domains can evolve without serialising their revision numbers.
+    """
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -33,7 +37,9 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def current(engine: Engine) -> str | None:
+    """The applied revisions, comma-separated and sorted (None on an empty database)."""
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return ",".join(sorted(heads)) or None

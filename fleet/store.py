@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import redis
+import redis.asyncio
 
 from fleet.settings import EMBEDDED_REDIS
 
@@ -23,3 +24,14 @@ def redis_client(url: str) -> redis.Redis:
 
         return fakeredis.FakeRedis(server=_fake_server(), decode_responses=False)
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def async_redis_client(url: str) -> redis.asyncio.Redis:
+    """The asyncio flavour of :func:`redis_client` (WebSocket push, async workers)."""
+    import redis.asyncio as aredis
+
+    if url == EMBEDDED_REDIS:
+        import fakeredis
+
+        return fakeredis.FakeAsyncRedis(server=_fake_server())
+    return aredis.Redis.from_url(url, socket_connect_timeout=5)

@@ -58,6 +58,7 @@ class MqttIngest:
         self.config = config
         self.ingest = ingest
         self.client_id = config.client_id or f"gongche-gw-{socket.gethostname()}"
+        self.topic = SHARED_TOPIC if config.shared else TOPIC
         v5 = config.protocol == "5"
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
@@ -95,7 +96,16 @@ class MqttIngest:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop taking messages, flush what was taken, acknowledge it, disconnect."""
+        """Leave the shared group, flush what was taken, acknowledge it, disconnect.
+
+        Unsubscribing first matters: a persistent session that stays subscribed to
+        ``$share/gateway/...`` keeps receiving its share of messages while nobody reads them.
+        After a crash (no unsubscribe) the same client id resumes the session and its queue,
+        so give every gateway instance a stable id.
+        """
+        if self.connected.is_set():
+            self.client.unsubscribe(self.topic)
+            time.sleep(0.3)  # let the UNSUBACK and any in-flight deliveries arrive
         self._stop.set()
         self._worker.join(timeout)
         self.client.disconnect()
@@ -106,10 +116,10 @@ class MqttIngest:
         if reason.is_failure:
             log.error("mqtt_connect_refused", reason=str(reason))
             return
-        topic = SHARED_TOPIC if self.config.shared else TOPIC
-        client.subscribe(topic, qos=1)
+        client.subscribe(self.topic, qos=1)
         self.connected.set()
-        log.info("mqtt_connected", host=self.config.host, port=self.config.port, topic=topic)
+        log.info("mqtt_connected", host=self.config.host, port=self.config.port,
+                 topic=self.topic)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()

@@ -39,7 +39,7 @@ class Node:
     id: int
     lat: float
     lon: float
-    light: "TrafficLight | None" = None
+    light: TrafficLight | None = None
 
 
 @dataclass(frozen=True, slots=True)

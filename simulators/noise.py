@@ -162,7 +162,7 @@ def observe(track: Track, cfg: NoiseConfig | None = None) -> list[Fix]:
         arrival = times[i] + cfg.latency_s * (0.5 + rng.random())
         emitted.append((arrival, fix))
         if rng.random() < cfg.duplicate:
-            dup = Fix(**{k: getattr(fix, k) for k in fix.__slots__})  # type: ignore[attr-defined]
+            dup = Fix(**{k: getattr(fix, k) for k in fix.__slots__})
             dup.extras = dict(fix.extras)
             emitted.append((arrival + rng.uniform(0.5, 20.0), dup))
     _blind_areas(emitted, cfg, rng)
@@ -287,7 +287,7 @@ def jitter_times(fixes: Sequence[Fix], seconds: float) -> list[Fix]:
     """Copies of fixes with times shifted by ``seconds`` (helper for tests)."""
     out = []
     for f in fixes:
-        g = Fix(**{k: getattr(f, k) for k in f.__slots__})  # type: ignore[attr-defined]
+        g = Fix(**{k: getattr(f, k) for k in f.__slots__})
         g.time = f.time + timedelta(seconds=seconds)
         out.append(g)
     return out

@@ -1,0 +1,156 @@
+"""``gongche demo``: the whole system in one process on embedded defaults.
+
+SQLite+SpatiaLite file database, in-process MQTT broker (amqtt) and Redis-compatible store
+(fakeredis), the gateway (MQTT + JT/T 808), the position writer, the API, and simulated cars
+driving itineraries around a synthetic city with real protocol terminals.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from fleet import migrate
+from fleet.app import create_app
+from fleet.broker import EmbeddedBroker
+from fleet.db import make_engine, make_sessionmaker, unit_of_work
+from fleet.logging import configure, get_logger
+from fleet.models import Terminal, TerminalProtocol
+from fleet.seed import DEMO_PASSWORD, DEMO_USERS, seed
+from fleet.settings import Settings
+from fleet.store import redis_client
+from gateway.runner import Gateway
+from simulators.city import City, build_city
+from simulators.noise import NoiseConfig, observe
+from simulators.terminals import Jt808Terminal, MqttTerminal, replay_in_real_time
+from simulators.tracks import simulate_itinerary
+from telematics.writer import StreamWriter
+
+log = get_logger(__name__)
+console = Console()
+
+ERRANDS = ["admin-centre", "hotel-jinjiang", "hotel-tianfu", "district-east", "district-west",
+           "district-south", "district-north", "district-hightech", "hotel-airport"]
+GARAGES = ["garage-central", "garage-east", "garage-west"]
+
+
+@dataclass
+class DemoCar:
+    terminal_id: str
+    protocol: TerminalProtocol
+    phone: str | None
+
+
+@dataclass
+class Simulation:
+    """Cars driving errands in real time through the real protocols."""
+
+    settings: Settings
+    cars: list[DemoCar]
+    jt808_port: int
+    city: City = field(default_factory=build_city)
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        for i, car in enumerate(self.cars):
+            t = threading.Thread(target=self._drive, args=(i, car), name=f"sim-{car.terminal_id}",
+                                 daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _itinerary(self, i: int) -> list[tuple[str, float]]:
+        rng = random.Random(i)
+        garage = GARAGES[i % len(GARAGES)]
+        stops = [(garage, 20.0 + 30 * (i % 7))]
+        for _ in range(rng.randint(3, 6)):
+            stops.append((rng.choice(ERRANDS), rng.uniform(120, 900)))
+        stops.append((garage, 3600.0))
+        return stops
+
+    def _drive(self, i: int, car: DemoCar) -> None:
+        start = datetime.now(UTC) + timedelta(seconds=1)
+        track = simulate_itinerary(self.city, self._itinerary(i), start, car.terminal_id, seed=i)
+        fixes = sorted(observe(track, NoiseConfig(sigma_m=4.0, dropout=0.01, duplicate=0.0,
+                                                  reorder=0.0, outlier=0.0, seed=i)),
+                       key=lambda f: f.time)
+        host, port, _, _ = self.settings.mqtt_endpoint()
+        try:
+            if car.protocol is TerminalProtocol.jt808 and car.phone:
+                terminal = Jt808Terminal(car.phone, "127.0.0.1", self.jt808_port)
+                terminal.register()
+                terminal.authenticate()
+                replay_in_real_time(fixes, terminal.send, self.stop, t0=start)
+            else:
+                mqtt_terminal = MqttTerminal(car.terminal_id, host, port)
+                replay_in_real_time(fixes, mqtt_terminal.send, self.stop, t0=start)
+                mqtt_terminal.close()
+        except Exception as exc:  # a simulated car may fail; the demo goes on
+            log.warning("simulated_car_failed", terminal=car.terminal_id, error=str(exc))
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(5)
+
+
+def demo_cars(engine: Engine, limit: int) -> list[DemoCar]:
+    with Session(engine) as db:
+        rows = db.scalars(select(Terminal).where(Terminal.vehicle_id.is_not(None),
+                                                 Terminal.active.is_(True))
+                          .order_by(Terminal.id).limit(limit))
+        return [DemoCar(t.id, t.protocol, t.phone) for t in rows]
+
+
+def print_logins(settings: Settings, port: int) -> None:
+    table = Table(title=f"gongche demo — http://127.0.0.1:{port}  (API docs: /docs)")
+    table.add_column("user")
+    table.add_column("password")
+    table.add_column("role")
+    for username, name, role, _dep in DEMO_USERS:
+        table.add_row(username, DEMO_PASSWORD, f"{role} — {name}")
+    console.print(table)
+    console.print("Demo logins work in demo mode only. Stop with Ctrl-C.")
+
+
+def run_demo(settings: Settings, port: int | None = None, terminals: int = 20) -> None:
+    configure(settings.log_level, json=False)
+    port = port or settings.port
+    engine = make_engine(settings)
+    migrate.upgrade(engine)
+    with unit_of_work(make_sessionmaker(engine)) as db:
+        seed(db, demo_users=True)
+
+    host, mqtt_port, _, _ = settings.mqtt_endpoint()
+    broker = EmbeddedBroker(host, mqtt_port).start()
+    client = redis_client(settings.redis_url)
+    gateway = Gateway(settings, engine, client, mqtt_client_id="gongche-demo-gateway").start()
+    writer = StreamWriter(client, engine, block_ms=200)
+    writer_thread = threading.Thread(target=writer.run, name="writer", daemon=True)
+    writer_thread.start()
+    simulation = Simulation(settings, demo_cars(engine, terminals), gateway.jt808_port)
+    simulation.start()
+
+    app = create_app(settings, engine=engine)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=port,
+                                           log_level="warning"))
+    print_logins(settings, port)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    try:
+        server.run()
+    finally:
+        simulation.close()
+        gateway.stop()
+        writer.stop()
+        writer_thread.join(5)
+        broker.stop()
+        engine.dispose()
