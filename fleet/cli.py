@@ -108,6 +108,130 @@ def demo(
     run_demo(_settings(), port=port, terminals=terminals)
 
 
+def _wait_for_signal() -> None:
+    """Block until SIGTERM or SIGINT (the processes stop cleanly on either)."""
+    import signal
+    import threading
+
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+
+
+@app.command()
+def gateway(
+    jt808_port: Annotated[int | None, typer.Option(help="default: GONGCHE_JT808_PORT")] = None,
+    client_id: Annotated[str, typer.Option(envvar="GONGCHE_GATEWAY_ID",
+                                           help="stable MQTT client id of this instance")] = "",
+) -> None:
+    """Run the gateway: NMEA over MQTT and JT/T 808 over TCP → Redis stream."""
+    from fleet.db import make_engine
+    from fleet.logging import configure
+    from fleet.store import redis_client
+    from gateway.runner import Gateway
+
+    settings = _settings()
+    configure(settings.log_level)
+    gw = Gateway(settings, make_engine(settings), redis_client(settings.redis_url),
+                 mqtt_client_id=client_id, jt808_port=jt808_port).start()
+    _wait_for_signal()
+    gw.stop()
+
+
+@app.command()
+def worker() -> None:
+    """Run a position writer: Redis stream → positions (join the consumer group)."""
+    import threading
+
+    from fleet.db import make_engine
+    from fleet.logging import configure
+    from fleet.store import redis_client
+    from telematics.writer import StreamWriter
+
+    settings = _settings()
+    configure(settings.log_level)
+    writer = StreamWriter(redis_client(settings.redis_url), make_engine(settings))
+    thread = threading.Thread(target=writer.run, name="writer")
+    thread.start()
+    _wait_for_signal()
+    writer.stop()
+    thread.join()
+
+
+decode_app = typer.Typer(help="Decode terminal traffic to JSON lines (one object per fix).")
+app.add_typer(decode_app, name="decode")
+
+
+def _read_input(source: str) -> str:
+    import sys
+
+    if source == "-":
+        return sys.stdin.read()
+    if os.path.exists(source):
+        with open(source, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    return source
+
+
+def _print_json_lines(rows: object) -> int:
+    import json
+
+    errors = 0
+    for row in rows:  # type: ignore[attr-defined]
+        errors += "error" in row
+        typer.echo(json.dumps(row, ensure_ascii=False))
+    return errors
+
+
+@decode_app.command("nmea")
+def decode_nmea(source: Annotated[str, typer.Argument(help="file, or - for stdin")],
+                terminal: str = "nmea") -> None:
+    """NMEA 0183 sentences (RMC, GGA, GNS, VTG, GSA; GP/BD/GB/GN/GL/GA talkers)."""
+    from gateway.decode import decode_nmea_text
+
+    _print_json_lines(decode_nmea_text(_read_input(source), terminal))
+
+
+@decode_app.command("jt808")
+def decode_jt808(source: Annotated[str, typer.Argument(help="hex frames, a file, or -")]) -> None:
+    """JT/T 808 frames (2013 and 2019) given as hex."""
+    from gateway.decode import decode_jt808_text
+
+    _print_json_lines(decode_jt808_text(_read_input(source)))
+
+
+@app.command()
+def simulate(
+    terminals: int = 10,
+    protocol: Annotated[str, typer.Option(help="nmea or jt808")] = "nmea",
+    rate: Annotated[float, typer.Option(help="fixes per second per terminal")] = 1.0,
+    minutes: float = 10.0,
+    seed: int = 1,
+    speedup: Annotated[float, typer.Option(help="play faster than real time (0 = flat out)")]
+    = 1.0,
+    sigma: Annotated[float, typer.Option(help="GPS noise σ, metres")] = 5.0,
+    dropout: float = 0.0,
+    duplicate: float = 0.0,
+    reorder: float = 0.0,
+    blind_areas: Annotated[int, typer.Option(help="JT/T 808 blind-area resends per car")] = 0,
+    bad_checksum: Annotated[float, typer.Option(help="NMEA: share of corrupted sentences")]
+    = 0.0,
+    truth: Annotated[str, typer.Option(help="where to write the ground truth (JSON)")]
+    = "simulation-truth.json",
+    prefix: Annotated[str, typer.Option(help="terminal ids / phones to use")] = "",
+) -> None:
+    """Drive simulated cars through a synthetic city and send their fixes to the gateway."""
+    from simulators.run import SimulationSpec, run_simulation
+
+    spec = SimulationSpec(terminals=terminals, protocol=protocol, rate_hz=rate,
+                          minutes=minutes, seed=seed, speedup=speedup, sigma_m=sigma,
+                          dropout=dropout, duplicate=duplicate, reorder=reorder,
+                          blind_areas=blind_areas, bad_checksum=bad_checksum, prefix=prefix)
+    summary = run_simulation(_settings(), spec, truth)
+    console.print(summary)
+
+
 def main() -> None:
     app()
 
