@@ -232,6 +232,54 @@ def simulate(
     console.print(summary)
 
 
+bench_app = typer.Typer(help="Benchmarks: each prints a table and writes JSON.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("ingest")
+def bench_ingest(seconds: float = 15.0, terminals: int = 50, gateways: int = 2,
+                 writers: int = 1, publishers: int = 2,
+                 json_path: Annotated[str, typer.Option("--json")] = "bench/results/ingest.json"
+                 ) -> None:
+    """Raw broker vs end-to-end ingest throughput, latency, lost and duplicated fixes."""
+    from bench.ingest import run
+
+    run(seconds, terminals, json_path, gateways, writers, publishers)
+
+
+@bench_app.command("mileage")
+def bench_mileage(json_path: Annotated[str, typer.Option("--json")]
+                  = "bench/results/mileage.json") -> None:
+    """Distance error and parked drift on noisy scenarios, next to the naive sum."""
+    from bench.mileage import run
+
+    run(json_path)
+
+
+@bench_app.command("scheduler")
+def bench_scheduler(
+    set_name: Annotated[str, typer.Option("--set")] = "lilim100",
+    seconds: float = 10.0,
+    json_path: Annotated[str | None, typer.Option("--json")] = None,
+    instances: Annotated[str | None, typer.Option(help="comma-separated instance names")] = None,
+) -> None:
+    """gongche's planner against best known solutions and peer solvers."""
+    from bench.scheduler import run
+
+    run(set_name, seconds, json_path or f"bench/results/scheduler-{set_name}.json",
+        instances.split(",") if instances else None)
+
+
+def _register_domain_commands() -> None:
+    """Sub-commands owned by domain packages (each exposes a typer app)."""
+    from ledger.cli import ledger_app
+
+    app.add_typer(ledger_app, name="ledger")
+
+
+_register_domain_commands()
+
+
 def main() -> None:
     app()
 

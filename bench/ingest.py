@@ -1,0 +1,352 @@
+"""Ingest benchmark: raw broker vs the whole pipeline, on private services, in one run.
+
+    gongche bench ingest --seconds 20 --terminals 50 --json bench/results/ingest.json
+
+Phase 1 — raw broker: publisher processes → Mosquitto (the project's config) → one
+subscriber, QoS 1, no processing. Phase 2 — end to end: publishers → Mosquitto → gateway
+processes (shared subscription) → Redis stream → writer process → PostGIS, counted when the
+rows are in ``positions``. Phase 3 — latency at half the end-to-end rate: publish time (the
+fix's own time) to ``received_at`` (set in the insert transaction, i.e. queryable).
+Lost and duplicated fixes are counted against what the publishers sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Env:
+    mqtt_port: int
+    redis_url: str
+    database_url: str
+    passwords: dict[str, str]
+
+
+# ------------------------------------------------------------------------------ workers
+def _publisher(env: Env, tids: list[str], seconds: float, rate_per_s: float | None,
+               start_epoch: float, out: Any) -> None:
+    """Publish one RMC+GGA epoch per message, round-robin over ``tids``."""
+    import paho.mqtt.client as mqtt
+
+    from fleet.fix import Fix
+    from simulators.noise import fix_to_nmea
+
+    clients = {}
+    for tid in tids:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{tid}",
+                        protocol=mqtt.MQTTv311, clean_session=True)
+        c.username_pw_set(tid, env.passwords[tid])
+        c.max_inflight_messages_set(1000)
+        c.connect("127.0.0.1", env.mqtt_port)
+        c.loop_start()
+        clients[tid] = c
+    base = datetime.fromtimestamp(start_epoch, UTC).replace(microsecond=0)
+    sent = 0
+    t_end = time.monotonic() + seconds
+    t0 = time.monotonic()
+    infos = []
+    step = 0
+    while time.monotonic() < t_end:
+        step += 1
+        for tid in tids:
+            if rate_per_s:
+                due = t0 + sent / rate_per_s
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                when = datetime.now(UTC)
+            else:  # a 1 Hz terminal's day replayed faster than real time
+                when = base + timedelta(seconds=step)
+            # 30 km/h northwards: realistic, so the filter chain accepts every fix
+            fix = Fix(tid, when, 30.6 + step * 7.5e-5, 104.0, speed_kmh=30.0, course=0.0)
+            body = "\r\n".join(fix_to_nmea(fix)) + "\r\n"
+            infos.append(clients[tid].publish(f"gongche/t/{tid}/nmea", body, qos=1))
+            sent += 1
+        if len(infos) > 5000:
+            infos = [i for i in infos if not i.is_published()]
+    for info in infos:
+        info.wait_for_publish(30)
+    for c in clients.values():
+        c.loop_stop()
+        c.disconnect()
+    out.put(sent)
+
+
+def _raw_subscriber(env: Env, ready: Any, out: Any, idle_s: float) -> None:
+    import paho.mqtt.client as mqtt
+
+    count = [0, 0.0, 0.0]  # received, first, last
+
+    def on_message(_c: Any, _u: Any, _m: Any) -> None:
+        now = time.monotonic()
+        if count[0] == 0:
+            count[1] = now
+        count[0] += 1
+        count[2] = now
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-raw-sub",
+                    protocol=mqtt.MQTTv311, clean_session=True)
+    c.username_pw_set("gateway", env.passwords["gateway"])
+    c.max_inflight_messages_set(1000)
+    c.on_message = on_message
+    c.on_connect = lambda cl, *_: (cl.subscribe("gongche/t/+/nmea", qos=1), ready.set())
+    c.connect("127.0.0.1", env.mqtt_port)
+    c.loop_start()
+    ready.wait(10)
+    while True:
+        time.sleep(0.2)
+        if count[0] and time.monotonic() - count[2] > idle_s:
+            break
+    c.loop_stop()
+    out.put((count[0], count[2] - count[1]))
+
+
+def _gateway(env: Env, ident: str, stop: Any, ready: Any) -> None:
+    from fleet.db import make_engine
+    from fleet.settings import Settings
+    from fleet.store import redis_client
+    from gateway.runner import Gateway
+
+    s = Settings(mode="test", secret_key="bench-secret-key-0123456789-abcdefgh",
+                 database_url=env.database_url, redis_url=env.redis_url, jt808_port=0,
+                 mqtt_url=f"mqtt://gateway:{env.passwords['gateway']}@127.0.0.1:{env.mqtt_port}",
+                 log_level="WARNING")
+    from fleet.logging import configure
+
+    configure("WARNING")
+    gw = Gateway(s, make_engine(s), redis_client(env.redis_url), mqtt_client_id=ident).start()
+    gw.mqtt.connected.wait(60)
+    time.sleep(0.5)  # the SUBACK: messages published before it would reach no one
+    ready.release()
+    stop.wait()
+    gw.stop()
+
+
+def _writer(env: Env, ident: str, stop: Any, ready: Any) -> None:
+    import threading
+
+    from fleet.db import make_engine
+    from fleet.logging import configure
+    from fleet.settings import Settings
+    from fleet.store import redis_client
+    from telematics.writer import StreamWriter
+
+    configure("WARNING")
+    s = Settings(mode="test", secret_key="bench-secret-key-0123456789-abcdefgh",
+                 database_url=env.database_url)
+    w = StreamWriter(redis_client(env.redis_url), make_engine(s), consumer=ident, batch=2000,
+                     block_ms=100)
+    t = threading.Thread(target=w.run)
+    t.start()
+    ready.release()
+    stop.wait()
+    w.stop()
+    t.join()
+
+
+# ------------------------------------------------------------------------------ phases
+def _count_positions(database_url: str) -> tuple[int, int]:
+    from sqlalchemy import create_engine, text
+
+    e = create_engine(database_url)
+    with e.connect() as conn:
+        n = conn.execute(text("SELECT count(*), count(DISTINCT (terminal_id, time)) "
+                              "FROM positions")).one()
+    e.dispose()
+    return int(n[0]), int(n[1])
+
+
+def _truncate(database_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    e = create_engine(database_url)
+    with e.begin() as conn:
+        conn.execute(text("TRUNCATE positions"))
+    e.dispose()
+
+
+def _publish(ctx: Any, env: Env, tids: list[str], seconds: float, processes: int,
+             rate: float | None, start_epoch: float) -> int:
+    out = ctx.Queue()
+    chunks = [tids[i::processes] for i in range(processes)]
+    procs = [ctx.Process(target=_publisher, args=(env, chunk, seconds,
+                                                  rate / processes if rate else None,
+                                                  start_epoch + k * 3600, out))
+             for k, chunk in enumerate(chunks)]
+    for p in procs:
+        p.start()
+    total = sum(out.get(timeout=seconds + 120) for _ in procs)
+    for p in procs:
+        p.join()
+    return int(total)
+
+
+def phase_raw(ctx: Any, env: Env, tids: list[str], seconds: float, publishers: int) -> float:
+    ready, out = ctx.Event(), ctx.Queue()
+    sub = ctx.Process(target=_raw_subscriber, args=(env, ready, out, 2.0))
+    sub.start()
+    ready.wait(15)
+    sent = _publish(ctx, env, tids, seconds, publishers, None, time.time() - 86400)
+    received, span = out.get(timeout=seconds + 120)
+    sub.join()
+    return received / span if span > 0 else 0.0, sent, received  # type: ignore[return-value]
+
+
+def _wait_stored(env: Env, expected: int, timeout: float) -> tuple[int, int, float]:
+    deadline = time.monotonic() + timeout
+    last, stable = -1, 0
+    while time.monotonic() < deadline:
+        rows, distinct = _count_positions(env.database_url)
+        if distinct >= expected:
+            return rows, distinct, time.monotonic()
+        stable = stable + 1 if rows == last else 0
+        if stable > 20:
+            break
+        last = rows
+        time.sleep(0.25)
+    rows, distinct = _count_positions(env.database_url)
+    return rows, distinct, time.monotonic()
+
+
+def phase_e2e(ctx: Any, env: Env, tids: list[str], seconds: float, publishers: int
+              ) -> dict[str, float]:
+    _truncate(env.database_url)
+    t0 = time.monotonic()
+    sent = _publish(ctx, env, tids, seconds, publishers, None, time.time() - 2 * 86400)
+    rows, distinct, t_done = _wait_stored(env, sent, 120)
+    return {"sent": sent, "stored": distinct, "rows": rows,
+            "fixes_per_s": distinct / (t_done - t0)}
+
+
+def phase_latency(ctx: Any, env: Env, tids: list[str], seconds: float, rate: float
+                  ) -> dict[str, float]:
+    from sqlalchemy import create_engine, text
+
+    _truncate(env.database_url)
+    sent = _publish(ctx, env, tids, seconds, 1, rate, time.time())
+    _wait_stored(env, sent, 60)
+    e = create_engine(env.database_url)
+    with e.connect() as conn:
+        lat = [float(r[0]) for r in conn.execute(text(
+            "SELECT EXTRACT(EPOCH FROM (received_at - time)) * 1000 FROM positions"))]
+    e.dispose()
+    lat.sort()
+    if not lat:
+        return {"p50": float("nan"), "p99": float("nan"), "n": 0}
+    return {"p50": statistics.median(lat), "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+            "n": len(lat), "rate": rate}
+
+
+# ------------------------------------------------------------------------------ main
+def run(seconds: float = 15.0, terminals: int = 50, json_path: str | None = None,
+        gateways: int = 2, writers: int = 1, publishers: int = 2) -> dict[str, Any]:
+    from sqlalchemy import create_engine, text
+
+    from fleet import migrate
+    from fleet.db import make_engine
+    from fleet.localservices import Mosquitto, Postgres, Redis
+    from fleet.settings import Settings
+    from simulators.run import SimulationSpec, register_terminals
+
+    ctx = mp.get_context("spawn")
+    spec = SimulationSpec(terminals=terminals, prefix="B", protocol="nmea")
+    tids = spec.terminal_ids()
+    pg, rd, mq = Postgres().start(), Redis().start(), Mosquitto()
+    for tid in tids:
+        mq.users[tid] = f"pw-{tid}"
+    mq.start()
+    try:
+        admin = create_engine(pg.url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("CREATE DATABASE bench"))
+        admin.dispose()
+        env = Env(mq.port, rd.url, pg.url("bench"), dict(mq.users))
+        settings = Settings(mode="test", secret_key="bench-secret-key-0123456789-abcdefgh",
+                            database_url=env.database_url)
+        engine = make_engine(settings)
+        migrate.upgrade(engine)
+        register_terminals(engine, spec)
+        engine.dispose()
+
+        raw_rate, raw_sent, raw_received = phase_raw(ctx, env, tids, seconds, publishers)
+
+        stop, ready = ctx.Event(), ctx.Semaphore(0)
+        procs = [ctx.Process(target=_gateway, args=(env, f"bench-gw-{i}", stop, ready))
+                 for i in range(gateways)]
+        procs += [ctx.Process(target=_writer, args=(env, f"bench-writer-{i}", stop, ready))
+                  for i in range(writers)]
+        for p in procs:
+            p.start()
+        for _ in procs:  # every gateway subscribed and every writer reading
+            if not ready.acquire(timeout=120):
+                raise TimeoutError("a gateway or writer process did not start")
+        e2e = phase_e2e(ctx, env, tids, seconds, publishers)
+        latency = phase_latency(ctx, env, tids, min(seconds, 10), e2e["fixes_per_s"] / 2)
+        stop.set()
+        for p in procs:
+            p.join(30)
+    finally:
+        mq.stop()
+        rd.stop()
+        pg.stop()
+
+    result = {
+        "seconds": seconds, "terminals": terminals, "gateways": gateways, "writers": writers,
+        "cpus": os.cpu_count(),
+        "raw_broker_msgs_per_s": round(raw_rate, 1),
+        "raw_broker_sent": raw_sent, "raw_broker_received": raw_received,
+        "e2e_fixes_per_s": round(e2e["fixes_per_s"], 1),
+        "ratio": round(e2e["fixes_per_s"] / raw_rate, 3) if raw_rate else None,
+        "latency_rate_fixes_per_s": round(latency.get("rate", 0.0), 1),
+        "latency_p50_ms": round(latency["p50"], 1),
+        "latency_p99_ms": round(latency["p99"], 1),
+        "sent": int(e2e["sent"]), "stored": int(e2e["stored"]),
+        "lost": int(e2e["sent"] - e2e["stored"]),
+        "duplicated": int(e2e["rows"] - e2e["stored"]),
+    }
+    _print(result)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _print(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="gongche ingest benchmark (same machine, same run)")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for key in ("raw_broker_msgs_per_s", "e2e_fixes_per_s", "ratio", "latency_rate_fixes_per_s",
+                "latency_p50_ms", "latency_p99_ms", "sent", "stored", "lost", "duplicated"):
+        t.add_row(key, str(r[key]))
+    Console().print(t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--terminals", type=int, default=50)
+    ap.add_argument("--gateways", type=int, default=2)
+    ap.add_argument("--writers", type=int, default=1)
+    ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--json", default=str(RESULTS / "ingest.json"))
+    a = ap.parse_args()
+    run(a.seconds, a.terminals, a.json, a.gateways, a.writers, a.publishers)
+
+
+if __name__ == "__main__":
+    main()
