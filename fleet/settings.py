@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     login_attempts_per_minute: int = Field(default=10, ge=1)
     db_echo: bool = False
 
+    # Gateway filter chain (Traccar-like; None switches a filter off).
+    filter_future_s: float | None = 300.0
+    filter_max_age_s: float | None = None
+    filter_max_speed_kmh: float | None = None
+    filter_jump_kmh: float | None = 300.0
+    filter_max_hdop: float | None = None
+    filter_min_period_s: float = 0.0
+    keep_rejected: int = Field(default=0, ge=0, description="rejected fixes kept for audit")
+
     @field_validator("database_url")
     @classmethod
     def _normalise_db_url(cls, v: str) -> str:

@@ -17,13 +17,22 @@ from fleet.fix import Fix
 from fleet.logging import get_logger
 from fleet.settings import Settings
 from gateway.directory import TerminalDirectory
-from gateway.ingest import Ingest
+from gateway.filters import FilterChain, FilterConfig
+from gateway.ingest import Ingest, RejectedAudit
 from gateway.jt808.messages import Registration
 from gateway.jt808.server import Jt808Server
 from gateway.mqtt import MqttConfig, MqttIngest
 from gateway.sink import RedisSink
 
 log = get_logger(__name__)
+
+
+def filter_chain(settings: Settings) -> FilterChain:
+    """The filter chain configured by ``GONGCHE_FILTER_*`` settings."""
+    return FilterChain(FilterConfig(
+        future_s=settings.filter_future_s, max_age_s=settings.filter_max_age_s,
+        max_speed_kmh=settings.filter_max_speed_kmh, jump_speed_kmh=settings.filter_jump_kmh,
+        max_hdop=settings.filter_max_hdop, min_period_s=settings.filter_min_period_s))
 
 
 class _AsyncRegistry:
@@ -54,7 +63,9 @@ class Gateway:
                  mqtt_client_id: str = "", jt808_port: int | None = None) -> None:
         self.settings = settings
         self.directory = TerminalDirectory(engine)
-        self.ingest = Ingest(self.directory, RedisSink(client))
+        self.ingest = Ingest(self.directory, RedisSink(client), filter_chain(settings),
+                             RejectedAudit(settings.keep_rejected) if settings.keep_rejected
+                             else None)
         host, port, user, password = settings.mqtt_endpoint()
         self.mqtt = MqttIngest(MqttConfig(
             host=host, port=port, username=user, password=password,

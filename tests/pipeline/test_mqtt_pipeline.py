@@ -136,3 +136,44 @@ def test_wrong_password_is_refused_by_the_broker(broker: Mosquitto) -> None:
     assert wait_for(lambda: bool(results), 5)
     c.loop_stop()
     assert results[0].is_failure
+
+
+def test_mqtt5_gateway(fleet: Fleet, broker: Mosquitto, engine: Engine, redis_url: str) -> None:
+    """MQTT 5 is a setting: the same pipeline over a v5 session."""
+    client = redis.Redis.from_url(redis_url)
+    ingest = Ingest(TerminalDirectory(engine), RedisSink(client))
+    gw = MqttIngest(MqttConfig("127.0.0.1", broker.port, "gateway", broker.users["gateway"],
+                               protocol="5", client_id="gw-test-v5"), ingest).start()
+    try:
+        assert gw.connected.wait(10)
+        c = terminal_client(broker, "N2")
+        for i in range(20):
+            c.publish("gongche/t/N2/nmea", payload("N2", i), qos=1).wait_for_publish(5)
+        c.loop_stop()
+        c.disconnect()
+        writer = StreamWriter(client, engine, block_ms=100)
+        writer.ensure_group()
+        assert wait_for(lambda: (writer.drain() or True) and stored(engine) == {"N2": 20})
+    finally:
+        gw.stop()
+        client.close()
+
+
+def test_filters_from_settings_reject_and_count(fleet: Fleet, engine: Engine,
+                                                redis_url: str) -> None:
+    from fleet.settings import Settings
+    from gateway.runner import filter_chain
+    from tests.conftest import SECRET
+
+    chain = filter_chain(Settings(mode="test", secret_key=SECRET, filter_max_hdop=2.0,
+                                  filter_future_s=60))
+    ingest = Ingest(TerminalDirectory(engine), RedisSink(redis.Redis.from_url(redis_url)),
+                    chain)
+    bad_hdop = Fix("N1", T0, 30.6, 104.0, hdop=5.0)
+    future = Fix("N1", datetime.now(UTC) + timedelta(minutes=10), 30.6, 104.0, hdop=1.0)
+    good = Fix("N1", T0 + timedelta(seconds=1), 30.6, 104.0, hdop=1.0)
+    text = "".join("\r\n".join(fix_to_nmea(f)) + "\r\n" for f in (bad_hdop, future, good))
+    routed = ingest.route_nmea("N1", text)
+    assert [r.fix.time for r in routed] == [good.time]
+    assert chain.counts == {"accuracy": 1, "future": 1}
+    assert ingest.route_nmea("U1", text) == []  # unbound terminal: dropped
