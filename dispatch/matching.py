@@ -100,6 +100,24 @@ class EtcLookup(Protocol):
                 ) -> Sequence[Any]: ...
 
 
+#: The ETC lookup used when a caller passes none; the application wires the ledger's in
+#: (fleet.wiring) so that dispatch never imports ledger.
+default_etc: EtcLookup | None = None
+
+
+def set_default_etc(lookup: EtcLookup | None) -> None:
+    global default_etc
+    default_etc = lookup
+
+
+def trip_was_booked(db: Session, vehicle_id: int, start: datetime, end: datetime) -> bool:
+    """Did a booking cover this trip (a served or deviating match)? For the ledger's km split."""
+    stmt = select(TripMatch.id).where(
+        TripMatch.vehicle_id == vehicle_id, TripMatch.booking_id.is_not(None),
+        TripMatch.start_at < end, TripMatch.end_at > start).limit(1)
+    return db.scalar(stmt) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class MatchParams:
     place_radius_m: float = 1000.0  # a trip end this close to a booked place is "there"
@@ -284,6 +302,7 @@ def match_trips(db: Session, vehicle_id: int, trips: Sequence[TripLike], *,
     commits.
     """
     p = params or MatchParams()
+    etc = etc or default_etc
     tz = ZoneInfo(p.tz)
     vehicle = db.get(Vehicle, vehicle_id)
     if vehicle is None:

@@ -130,6 +130,9 @@ def create_app(
     _install_health(app)
     for router in ROUTERS + domain_routers() + (extra_routers or []):
         app.include_router(router)
+    from fleet.wiring import wire_domains
+
+    wire_domains(app.state.sessionmaker)
     return app
 
 
