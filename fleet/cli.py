@@ -141,22 +141,29 @@ def gateway(
 
 @app.command()
 def worker() -> None:
-    """Run a position writer: Redis stream → positions (join the consumer group)."""
+    """Run a position writer: Redis stream → positions → trips, stops, events."""
     import threading
 
     from fleet.db import make_engine
     from fleet.logging import configure
     from fleet.store import redis_client
+    from telematics.processing import TelematicsProcessor
     from telematics.writer import StreamWriter
 
     settings = _settings()
     configure(settings.log_level)
-    writer = StreamWriter(redis_client(settings.redis_url), make_engine(settings))
-    thread = threading.Thread(target=writer.run, name="writer")
-    thread.start()
+    engine, client = make_engine(settings), redis_client(settings.redis_url)
+    processor = TelematicsProcessor(engine, client)
+    writer = StreamWriter(client, engine, on_stored=processor.on_stored)
+    threads = [threading.Thread(target=writer.run, name="writer"),
+               threading.Thread(target=processor.run_ticks, args=(writer.stopped,),
+                                name="telematics-ticks")]
+    for t in threads:
+        t.start()
     _wait_for_signal()
     writer.stop()
-    thread.join()
+    for t in threads:
+        t.join()
 
 
 decode_app = typer.Typer(help="Decode terminal traffic to JSON lines (one object per fix).")
@@ -273,8 +280,10 @@ def bench_scheduler(
 def _register_domain_commands() -> None:
     """Sub-commands owned by domain packages (each exposes a typer app)."""
     from ledger.cli import ledger_app
+    from telematics.cli import analyze_command
 
     app.add_typer(ledger_app, name="ledger")
+    app.command("analyze")(analyze_command)
 
 
 _register_domain_commands()

@@ -33,6 +33,7 @@ from simulators.city import City, build_city
 from simulators.noise import NoiseConfig, observe
 from simulators.terminals import Jt808Terminal, MqttTerminal, replay_in_real_time
 from simulators.tracks import simulate_itinerary
+from telematics.processing import TelematicsProcessor
 from telematics.writer import StreamWriter
 
 log = get_logger(__name__)
@@ -134,9 +135,12 @@ def run_demo(settings: Settings, port: int | None = None, terminals: int = 20) -
     broker = EmbeddedBroker(host, mqtt_port).start()
     client = redis_client(settings.redis_url)
     gateway = Gateway(settings, engine, client, mqtt_client_id="gongche-demo-gateway").start()
-    writer = StreamWriter(client, engine, block_ms=200)
+    processor = TelematicsProcessor(engine, client)
+    writer = StreamWriter(client, engine, block_ms=200, on_stored=processor.on_stored)
     writer_thread = threading.Thread(target=writer.run, name="writer", daemon=True)
     writer_thread.start()
+    threading.Thread(target=processor.run_ticks, args=(writer.stopped, 30.0),
+                     name="telematics-ticks", daemon=True).start()
     simulation = Simulation(settings, demo_cars(engine, terminals), gateway.jt808_port)
     simulation.start()
 

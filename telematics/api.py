@@ -1,13 +1,14 @@
-"""Telematics routes: the live map (snapshot and WebSocket push) and stored positions."""
+"""Telematics routes: the live map (snapshot and WebSocket push), stored positions, geofences,
+trips, stops, mileage, events, track replay and reports.  Thin: the services decide."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Body, Query, Response, WebSocket, WebSocketDisconnect
 
 from fleet.deps import CurrentUser, DbSession, RedisClient
 from fleet.errors import DomainError
@@ -15,8 +16,20 @@ from fleet.models import User
 from fleet.security import decode_token
 from fleet.store import async_redis_client
 from gateway.sink import LIVE_CHANNEL
-from telematics import service
-from telematics.schemas import LiveVehicle, PositionRead
+from telematics import fences_store, replay, reports, service
+from telematics.schemas import (
+    EventPage,
+    EventRead,
+    HolidayIn,
+    HolidayRead,
+    LiveVehicle,
+    MileageRead,
+    PositionRead,
+    RecomputeRead,
+    ReportRow,
+    StopRead,
+    TripRead,
+)
 
 router = APIRouter(tags=["telematics"])
 
@@ -36,6 +49,128 @@ def positions(vehicle_id: int, db: DbSession, user: CurrentUser,
 
 def _utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+From = Annotated[datetime, Query(alias="from")]
+To = Annotated[datetime, Query(alias="to")]
+
+
+# --- geofences (电子围栏) ------------------------------------------------------------------
+@router.get("/api/geofences")
+def list_geofences(db: DbSession, user: CurrentUser, circle_as_polygon: bool = False,
+                   include_inactive: bool = False) -> dict[str, Any]:
+    """All geofences as a GeoJSON FeatureCollection (circles: Point + ``radius_m``)."""
+    rows = fences_store.list_fences(db, user, include_inactive)
+    return {"type": "FeatureCollection",
+            "features": [fences_store.to_feature(r, circle_as_polygon) for r in rows]}
+
+
+@router.post("/api/geofences", status_code=201)
+def create_geofence(db: DbSession, user: CurrentUser,
+                    feature: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Create a geofence from a GeoJSON Feature (Polygon/MultiPolygon, or Point with
+    ``properties.radius_m``); ``properties``: name, speed_limit_kmh, tags."""
+    return fences_store.to_feature(fences_store.create_fence(db, user, feature))
+
+
+@router.get("/api/geofences/{fence_id}")
+def get_geofence(fence_id: int, db: DbSession, user: CurrentUser) -> dict[str, Any]:
+    return fences_store.to_feature(fences_store.get_fence(db, user, fence_id))
+
+
+@router.put("/api/geofences/{fence_id}")
+def update_geofence(fence_id: int, db: DbSession, user: CurrentUser,
+                    feature: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    return fences_store.to_feature(fences_store.update_fence(db, user, fence_id, feature))
+
+
+@router.delete("/api/geofences/{fence_id}", status_code=204)
+def delete_geofence(fence_id: int, db: DbSession, user: CurrentUser) -> Response:
+    fences_store.delete_fence(db, user, fence_id)
+    return Response(status_code=204)
+
+
+# --- trips, stops, mileage --------------------------------------------------------------
+@router.get("/api/vehicles/{vehicle_id}/trips", response_model=list[TripRead])
+def trips(vehicle_id: int, db: DbSession, user: CurrentUser, start: From, end: To) -> object:
+    """Trips (行程) overlapping the period, oldest first (``provisional``: still open)."""
+    return service.list_trips(db, user, vehicle_id, _utc(start), _utc(end))
+
+
+@router.get("/api/vehicles/{vehicle_id}/stops", response_model=list[StopRead])
+def stops(vehicle_id: int, db: DbSession, user: CurrentUser, start: From, end: To) -> object:
+    return service.list_stops(db, user, vehicle_id, _utc(start), _utc(end))
+
+
+@router.get("/api/vehicles/{vehicle_id}/mileage", response_model=MileageRead)
+def mileage(vehicle_id: int, db: DbSession, user: CurrentUser, start: From, end: To) -> object:
+    """Mileage (里程) per day and in total, compared with the terminal odometer."""
+    return service.vehicle_mileage(db, user, vehicle_id, _utc(start), _utc(end))
+
+
+@router.post("/api/vehicles/{vehicle_id}/recompute", response_model=RecomputeRead)
+def recompute(vehicle_id: int, db: DbSession, user: CurrentUser, start: From,
+              end: To) -> object:
+    """Recompute stored trips and stops for a period from the positions."""
+    return service.recompute_vehicle(db, user, vehicle_id, _utc(start), _utc(end))
+
+
+@router.get("/api/vehicles/{vehicle_id}/track")
+def track(vehicle_id: int, db: DbSession, user: CurrentUser, start: From, end: To,
+          simplify: Annotated[float | None, Query(ge=0, le=10_000)] = None,
+          format: Literal["geojson", "gpx", "csv"] = "geojson") -> Response:  # noqa: A002
+    """Track replay (轨迹回放): GeoJSON Feature with times, GPX or CSV; ``simplify`` is the
+    Douglas–Peucker tolerance in metres."""
+    data = replay.load_track(db, user, vehicle_id, _utc(start), _utc(end), simplify)
+    body, media = replay.render(data, format)
+    headers = {}
+    if format != "geojson":
+        headers["Content-Disposition"] = (
+            f'attachment; filename="track-{vehicle_id}-{_utc(start):%Y%m%d%H%M}.{format}"')
+    return Response(body, media_type=media, headers=headers)
+
+
+# --- events and reports -----------------------------------------------------------------
+@router.get("/api/events", response_model=EventPage)
+def events(db: DbSession, user: CurrentUser, vehicle_id: int | None = None,
+           type: str | None = None,  # noqa: A002
+           start: Annotated[datetime | None, Query(alias="from")] = None,
+           end: Annotated[datetime | None, Query(alias="to")] = None,
+           offset: Annotated[int, Query(ge=0)] = 0,
+           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> object:
+    """Events (告警) of the cars you may see, newest first."""
+    page = service.list_events(db, user, vehicle_id, type, start and _utc(start),
+                               end and _utc(end), offset, limit)
+    return EventPage(items=[EventRead.model_validate(e, from_attributes=True)
+                            for e in page.items],
+                     total=page.total, offset=page.offset, limit=page.limit)
+
+
+@router.get("/api/reports/mileage", response_model=list[ReportRow])
+def mileage_report(db: DbSession, user: CurrentUser, start: From, end: To,
+                   group: Literal["vehicle", "department"] = "vehicle",
+                   period: Literal["day", "month"] = "day") -> object:
+    """Km, trips, driving and parked time, events by type per vehicle/department and
+    day/month (Asia/Shanghai)."""
+    return reports.mileage_report(db, user, group, period, _utc(start), _utc(end))
+
+
+# --- holiday calendar (节假日) -------------------------------------------------------------
+@router.get("/api/holidays", response_model=list[HolidayRead])
+def holidays(db: DbSession, user: CurrentUser, year: int | None = None) -> object:
+    return service.list_holidays(db, user, year)
+
+
+@router.put("/api/holidays/{day}", response_model=HolidayRead)
+def put_holiday(day: date, body: HolidayIn, db: DbSession, user: CurrentUser) -> object:
+    """A day off, or with ``workday: true`` a weekend working day (调休)."""
+    return service.put_holiday(db, user, day, body.name, body.workday)
+
+
+@router.delete("/api/holidays/{day}", status_code=204)
+def delete_holiday(day: date, db: DbSession, user: CurrentUser) -> Response:
+    service.delete_holiday(db, user, day)
+    return Response(status_code=204)
 
 
 @router.websocket("/api/live/ws")

@@ -189,6 +189,11 @@ class StreamWriter:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopped(self) -> threading.Event:
+        """Set when the writer is asked to stop (companions stop with it)."""
+        return self._stop
+
 
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)

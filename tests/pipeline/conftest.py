@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from fleet.models import Department, Terminal, TerminalProtocol, Vehicle
 from tests import factories as f
 
-TABLES = ["positions", "terminal_bindings", "terminals", "audit_log", "vehicles", "drivers",
-          "users", "departments"]
+TABLES = ["events", "trips", "stops", "positions", "terminal_bindings", "terminals",
+          "audit_log", "vehicles", "drivers", "users", "departments"]
 
 
 def wipe(engine: Engine) -> None:
