@@ -166,6 +166,32 @@ def worker() -> None:
         t.join()
 
 
+@app.command("mqtt-passwd")
+def mqtt_passwd(
+    path: Annotated[str, typer.Argument(help="password file to write, e.g. "
+                                              "/etc/mosquitto/gongche.passwd")],
+    gateway_password: Annotated[str | None, typer.Option(
+        envvar="GONGCHE_MQTT_GATEWAY_PASSWORD", help="the gateway account's password")] = None,
+) -> None:
+    """Write Mosquitto's password file from the terminals table (then SIGHUP mosquitto)."""
+    from fleet.db import make_engine, make_sessionmaker
+    from fleet.security import hash_mqtt_secret
+    from fleet.service import mosquitto_password_lines
+
+    settings = _settings()
+    _, _, user, password = settings.mqtt_endpoint()
+    password = gateway_password or password
+    with make_sessionmaker(make_engine(settings))() as db:
+        lines = mosquitto_password_lines(db, user or "gateway",
+                                         hash_mqtt_secret(password) if password else None)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.chmod(tmp, 0o640)
+    os.replace(tmp, path)  # never a half-written file under mosquitto's feet
+    console.print(f"wrote {len(lines)} accounts to {path}")
+
+
 decode_app = typer.Typer(help="Decode terminal traffic to JSON lines (one object per fix).")
 app.add_typer(decode_app, name="decode")
 

@@ -39,3 +39,36 @@ def decode_token(token: str, secret: str) -> dict[str, Any]:
         raise Unauthorized("token expired: log in again") from exc
     except jwt.PyJWTError as exc:
         raise Unauthorized("invalid token") from exc
+
+
+# --- MQTT terminal secrets -----------------------------------------------------------------
+# Terminal secrets are stored in Mosquitto's own password-file format (PBKDF2-HMAC-SHA512,
+# "$7$iterations$salt$hash", as mosquitto_passwd writes it), so `gongche mqtt-passwd` can
+# write the broker's password file from the database without ever keeping the plaintext.
+MQTT_PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$
+
+
+def hash_mqtt_secret(secret: str, salt: bytes | None = None,
+                     iterations: int = MQTT_PBKDF2_ITERATIONS) -> str:
+    import base64
+    import hashlib
+    import os
+
+    salt = salt or os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, iterations)
+    return (f"$7${iterations}${base64.b64encode(salt).decode()}$"
+            f"{base64.b64encode(digest).decode()}")
+
+
+def verify_mqtt_secret(secret: str, stored: str) -> bool:
+    import base64
+    import hmac
+
+    try:
+        _, kind, iterations, salt, _digest = stored.split("$")
+        if kind != "7":
+            return False
+        expected = hash_mqtt_secret(secret, base64.b64decode(salt), int(iterations))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(expected, stored)

@@ -29,7 +29,7 @@ from fleet.models import (
     Vehicle,
     VehicleCategory,
 )
-from fleet.security import hash_password
+from fleet.security import hash_mqtt_secret, hash_password
 
 CITY_CENTRE = (30.6600, 104.0600)  # lat, lon — a Chengdu-like city centre
 DEMO_PASSWORD = "demo"
@@ -177,7 +177,7 @@ def _seed_terminals(db: Session, vehicles: list[Vehicle]) -> list[Terminal]:
             id=tid,
             protocol=TerminalProtocol.jt808 if jt808 else TerminalProtocol.nmea_mqtt,
             phone=f"{13900000000 + i + 1:012d}" if jt808 else None,
-            secret_hash=None if jt808 else hash_password(f"secret-{tid}"),
+            secret_hash=None if jt808 else hash_mqtt_secret(f"secret-{tid}"),
             auth_code=None, vehicle_id=v.id,
         )
         terminals.append(t)

@@ -32,7 +32,7 @@ from fleet.models import (
     VehicleStatus,
 )
 from fleet.scope import check_visible, department_subtree, require_role, visible_departments
-from fleet.security import hash_password
+from fleet.security import hash_mqtt_secret, hash_password
 
 ASSET_WRITERS = (Role.admin, Role.dispatcher)
 
@@ -373,7 +373,7 @@ def create_terminal(db: Session, actor: User, data: schemas.TerminalCreate) -> T
     if data.phone and db.scalar(select(Terminal.id).where(Terminal.phone == data.phone)):
         raise Conflict(f"terminal phone {data.phone} is already registered", field="phone")
     t = Terminal(id=data.id, protocol=data.protocol, phone=data.phone, imei=data.imei,
-                 secret_hash=hash_password(data.secret) if data.secret else None)
+                 secret_hash=hash_mqtt_secret(data.secret) if data.secret else None)
     db.add(t)
     db.flush()
     audit.record(db, actor, "create", "terminal", t.id, protocol=t.protocol)
@@ -390,7 +390,7 @@ def update_terminal(
     changes = data.model_dump(exclude_unset=True)
     secret = changes.pop("secret", None)
     if secret:
-        t.secret_hash = hash_password(secret)
+        t.secret_hash = hash_mqtt_secret(secret)
     if changes.get("phone") and changes["phone"] != t.phone and db.scalar(
             select(Terminal.id).where(Terminal.phone == changes["phone"])):
         raise Conflict(f"terminal phone {changes['phone']} is already registered", field="phone")
@@ -449,3 +449,15 @@ def retire_terminal(db: Session, actor: User, terminal_id: str, reason: str) -> 
     t.active = False
     audit.record(db, actor, "retire", "terminal", t.id, reason=reason)
     return t
+
+
+def mosquitto_password_lines(db: Session, gateway_user: str | None = None,
+                             gateway_hash: str | None = None) -> list[str]:
+    """Lines of a Mosquitto password file: every active NMEA terminal with a secret, and the
+    gateway's own account (the ACL in deploy/mosquitto/ limits each terminal to its topic)."""
+    rows = db.execute(select(Terminal.id, Terminal.secret_hash).where(
+        Terminal.active.is_(True), Terminal.secret_hash.is_not(None)).order_by(Terminal.id))
+    lines = [f"{tid}:{h}" for tid, h in rows if str(h).startswith("$7$")]
+    if gateway_user and gateway_hash:
+        lines.append(f"{gateway_user}:{gateway_hash}")
+    return lines
