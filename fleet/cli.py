@@ -250,14 +250,25 @@ def simulate(
     blind_areas: Annotated[int, typer.Option(help="JT/T 808 blind-area resends per car")] = 0,
     bad_checksum: Annotated[float, typer.Option(help="NMEA: share of corrupted sentences")]
     = 0.0,
+    garbage: Annotated[float, typer.Option(help="NMEA: share of payloads with garbage")]
+    = 0.0,
+    route: Annotated[str | None, typer.Option(help="drive this GeoJSON LineString instead "
+                                                  "of errands in the synthetic city")] = None,
     truth: Annotated[str, typer.Option(help="where to write the ground truth (JSON)")]
     = "simulation-truth.json",
     prefix: Annotated[str, typer.Option(help="terminal ids / phones to use")] = "",
 ) -> None:
     """Drive simulated cars through a synthetic city and send their fixes to the gateway."""
+    import json
+
     from simulators.run import SimulationSpec, run_simulation
 
-    spec = SimulationSpec(terminals=terminals, protocol=protocol, rate_hz=rate,
+    line = None
+    if route:
+        with open(route, encoding="utf-8") as fh:
+            line = json.load(fh)
+    spec = SimulationSpec(garbage=garbage, route=line, terminals=terminals, protocol=protocol,
+                          rate_hz=rate,
                           minutes=minutes, seed=seed, speedup=speedup, sigma_m=sigma,
                           dropout=dropout, duplicate=duplicate, reorder=reorder,
                           blind_areas=blind_areas, bad_checksum=bad_checksum, prefix=prefix)

@@ -26,7 +26,7 @@ from fleet.settings import Settings
 from simulators.city import City, build_city
 from simulators.noise import NoiseConfig, fix_to_nmea, observe
 from simulators.terminals import Jt808Terminal, MqttTerminal
-from simulators.tracks import Track, simulate_itinerary
+from simulators.tracks import Track, simulate_itinerary, simulate_route
 
 ERRANDS = ["admin-centre", "hotel-jinjiang", "hotel-tianfu", "district-east", "district-west",
            "district-south", "district-north", "district-hightech", "hotel-airport"]
@@ -47,6 +47,8 @@ class SimulationSpec:
     reorder: float = 0.0
     blind_areas: int = 0
     bad_checksum: float = 0.0
+    garbage: float = 0.0  # NMEA: share of payloads preceded by a garbage line
+    route: dict[str, Any] | None = None  # a GeoJSON LineString (or Feature) to drive instead
     prefix: str = ""
     register: bool = True
     start: datetime | None = None
@@ -84,8 +86,12 @@ def plan_tracks(spec: SimulationSpec, city: City | None = None
     out = {}
     for i, tid in enumerate(spec.terminal_ids()):
         rng = random.Random(spec.seed * 100_003 + i)
-        track = simulate_itinerary(city, itinerary(rng, spec.minutes), start, tid,
-                                   seed=spec.seed + i, rate_hz=spec.rate_hz)
+        if spec.route is not None:
+            line = spec.route.get("geometry", spec.route)
+            track = simulate_route(line, start, tid, seed=spec.seed + i, rate_hz=spec.rate_hz)
+        else:
+            track = simulate_itinerary(city, itinerary(rng, spec.minutes), start, tid,
+                                       seed=spec.seed + i, rate_hz=spec.rate_hz)
         track.samples = [s for s in track.samples if s.time < end]
         track.trips = [t for t in track.trips if t.end <= end]
         track.stops = [s for s in track.stops if s.start < end]
@@ -180,6 +186,8 @@ class _Sender:
             lines = fix_to_nmea(fix)
             if self.spec.bad_checksum and self.rng.random() < self.spec.bad_checksum:
                 lines = [_corrupt(lines[0]), lines[1]]
+            if self.spec.garbage and self.rng.random() < self.spec.garbage:
+                lines = ["\x00\xff$GARBAGE,,,*ZZ", *lines]
             self.mq.send_raw("\r\n".join(lines) + "\r\n")
 
     def close(self) -> None:
@@ -263,5 +271,5 @@ def ground_truth(plans: dict[str, tuple[Track, list[Fix]]], spec: SimulationSpec
             "sent": [{"seq": f.extras.get("seq"), "time": f.time.isoformat(), "lat": f.lat,
                       "lon": f.lon, "batch": bool(f.extras.get("batch"))} for f in fixes],
         }
-    spec_dict = {k: v for k, v in asdict(spec).items() if k != "password"}
+    spec_dict = {k: v for k, v in asdict(spec).items() if k not in ("password", "route")}
     return {"spec": spec_dict, "terminals": terminals}

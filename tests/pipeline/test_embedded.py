@@ -137,3 +137,45 @@ def test_make_demo_command_serves_health_and_vehicles(tmp_path: Path) -> None:
         proc.terminate()
         out = proc.communicate(timeout=30)[0].decode(errors="replace")
     assert "admin" in out and "demo" in out  # the logins were printed
+
+
+def test_simulate_geojson_route_with_garbage_counts_errors_keeps_fixes(tmp_path: Path) -> None:
+    """`gongche simulate --route`: a GeoJSON route, garbage and bad checksums on the wire;
+    every good fix still arrives, the bad sentences are counted."""
+    from gateway import metrics
+
+    mqtt_port = free_port()
+    settings = Settings(mode="test", secret_key=SECRET, data_dir=tmp_path, jt808_port=0,
+                        mqtt_url=f"embedded://127.0.0.1:{mqtt_port}", redis_url=EMBEDDED_REDIS)
+    engine = make_engine(settings)
+    migrate.upgrade(engine)
+    broker = EmbeddedBroker("127.0.0.1", mqtt_port).start()
+    client = redis_client(EMBEDDED_REDIS)
+    client.flushall()
+    route = {"type": "LineString", "coordinates": [[104.00, 30.60], [104.02, 30.60],
+                                                   [104.02, 30.62]]}
+    spec = SimulationSpec(terminals=2, protocol="nmea", minutes=20, speedup=0, garbage=0.1,
+                          bad_checksum=0.05, route=route, seed=9, prefix="GJ",
+                          start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2))
+    register_terminals(engine, spec)
+    before = metrics.DECODE_ERRORS.labels("nmea-mqtt", "checksum")._value.get()
+    gateway = Gateway(settings, engine, client, mqtt_client_id="route-test").start()
+    try:
+        run_simulation(settings, spec, str(tmp_path / "truth.json"), engine=engine)
+        time.sleep(1.0)
+        import json
+
+        truth = json.loads((tmp_path / "truth.json").read_text())
+        assert truth["terminals"]["GJ0001"]["distance_m"] > 3000  # the route, driven
+        sent = sum(len(t["sent"]) for t in truth["terminals"].values())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and client.xlen("fixes") < sent * 0.9:
+            time.sleep(0.2)
+        corrupted = metrics.DECODE_ERRORS.labels("nmea-mqtt", "checksum")._value.get() - before
+        assert corrupted > 0
+        # each corrupted RMC loses its date, so that epoch is skipped — nothing else is lost
+        assert client.xlen("fixes") + corrupted >= sent
+    finally:
+        gateway.stop()
+        broker.stop()
+        engine.dispose()
