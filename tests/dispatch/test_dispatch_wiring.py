@@ -50,3 +50,22 @@ def test_unbooked_trip_evidence_carries_the_ledgers_toll(
     oracle = ledger_mileage.booking_oracle()
     trip = type("T", (), {"vehicle_id": car.id, "start": leg.start, "end": leg.end})()
     assert oracle(trip) is False
+
+
+def test_disposed_car_can_no_longer_be_assigned(api, org: Org, db: Session) -> None:  # type: ignore[no-untyped-def]
+    """The ledger's disposal by auction (拍卖处置) takes the car out of dispatch."""
+    from datetime import date
+
+    from ledger.lifecycle import dispose_by_auction
+
+    booking = api.approved(org)
+    dispose_by_auction(db, org.admin, org.van.id, proceeds_fen=3_500_000,
+                       sold_on=date(2026, 11, 1), auction_ref="PM-2026-11")
+    db.commit()
+    r = api.post(org.dispatcher, f"/bookings/{booking['id']}/assign",
+                 {"vehicle_id": org.van.id, "driver_id": org.driver.id})
+    assert r.status_code == 409, r.text
+    assert "disposed" in r.text
+    ok = api.post(org.dispatcher, f"/bookings/{booking['id']}/assign",
+                  {"vehicle_id": org.car.id, "driver_id": org.driver.id})
+    assert ok.status_code == 200, ok.text
