@@ -20,7 +20,6 @@ from typing import Any
 import redis
 from prometheus_client import Counter
 from sqlalchemy import Engine, bindparam, func, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fleet.logging import get_logger
@@ -37,15 +36,10 @@ BAD_ENTRIES = Counter("gongche_stream_bad_entries_total", "Malformed stream entr
 OnStored = Callable[[Sequence[Routed]], None]
 
 
-def _insert_statement(engine: Engine) -> Any:
-    table = Position.__table__
-    if engine.dialect.name == "postgresql":
-        geom = func.ST_SetSRID(func.ST_MakePoint(bindparam("b_lon"), bindparam("b_lat")), 4326)
-        return pg_insert(table).values(geom=geom).on_conflict_do_nothing(
-            index_elements=["terminal_id", "time"])
+def _sqlite_insert() -> Any:
     geom = func.MakePoint(bindparam("b_lon"), bindparam("b_lat"), 4326)  # SpatiaLite
-    return sqlite_insert(table).values(geom=geom).on_conflict_do_nothing(
-        index_elements=["terminal_id", "time"])
+    return sqlite_insert(Position.__table__).values(geom=geom).on_conflict_do_nothing(
+        index_elements=["terminal_id", "time"]).returning(Position.__table__.c.terminal_id)
 
 
 def position_row(item: Routed, received_at: datetime) -> dict[str, Any]:
@@ -59,18 +53,49 @@ def position_row(item: Routed, received_at: datetime) -> dict[str, Any]:
     }
 
 
+COPY_COLUMNS = ("terminal_id", "time", "vehicle_id", "lat", "lon", "speed_kmh", "course",
+                "altitude_m", "hdop", "satellites", "valid", "protocol", "alarm", "status",
+                "extras", "received_at")
+_PG_STAGE = ("CREATE TEMP TABLE IF NOT EXISTS positions_in "
+             "(LIKE positions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+_PG_MERGE = (f"INSERT INTO positions ({', '.join(COPY_COLUMNS)}, geom) "
+             f"SELECT {', '.join(COPY_COLUMNS)}, ST_SetSRID(ST_MakePoint(lon, lat), 4326) "
+             "FROM positions_in ON CONFLICT (terminal_id, time) DO NOTHING")
+
+
+def _store_pg(engine: Engine, items: Sequence[Routed], now: datetime) -> int:
+    """COPY into a per-session staging table, then one INSERT … ON CONFLICT DO NOTHING.
+
+    A multi-row INSERT with 19 parameters per row made the driver spend most of its time
+    splitting the SQL text (1,800 rows/s); COPY streams the rows and the merge is one
+    statement, so the batch stays one transaction and replays stay harmless.
+    """
+    from psycopg.types.json import Jsonb
+
+    with engine.begin() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(_PG_STAGE)
+        with cursor.copy(f"COPY positions_in ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
+            for item in items:
+                f = item.fix
+                copy.write_row((f.terminal_id, f.time, item.vehicle_id, f.lat, f.lon,
+                                f.speed_kmh, f.course, f.altitude_m, f.hdop, f.satellites,
+                                f.valid, f.protocol, f.alarm, f.status, Jsonb(f.extras), now))
+        cursor.execute(_PG_MERGE)
+        return int(cursor.rowcount)
+
+
 def store_positions(engine: Engine, items: Sequence[Routed]) -> int:
     """Insert positions idempotently in one transaction; returns rows actually inserted."""
     if not items:
         return 0
     now = datetime.now(UTC)
+    if engine.dialect.name == "postgresql":
+        return _store_pg(engine, items, now)
     rows = [position_row(i, now) for i in items]
-    # RETURNING counts the rows really inserted (executemany rowcounts differ by driver) and
-    # lets SQLAlchemy batch the rows into multi-row INSERTs ("insertmanyvalues").
-    stmt = _insert_statement(engine).returning(Position.__table__.c.terminal_id)
+    # RETURNING counts the rows really inserted (executemany rowcounts differ by driver).
     with engine.begin() as conn:
-        inserted = len(conn.execute(stmt, rows).all())
-    return inserted
+        return len(conn.execute(_sqlite_insert(), rows).all())
 
 
 def ensure_month_partitions(engine: Engine, around: datetime | None = None,
