@@ -28,7 +28,7 @@ def _match(weights: Mapping[str, Mapping[str, int]], cover_all: bool,
     x: dict[tuple[str, str], cp_model.IntVar] = {}
     for r, cols in weights.items():
         for c in cols:
-            x[r, c] = model.NewBoolVar(f"x_{r}_{c}")
+            x[r, c] = model.new_bool_var(f"x_{r}_{c}")
     rows = list(weights)
     cols_all = {c for cols in weights.values() for c in cols}
     for r in rows:
@@ -36,22 +36,23 @@ def _match(weights: Mapping[str, Mapping[str, int]], cover_all: bool,
         if cover_all:
             if not terms:
                 return None
-            model.AddExactlyOne(terms)
+            model.add_exactly_one(terms)
         elif terms:
-            model.AddAtMostOne(terms)
+            model.add_at_most_one(terms)
     for c in cols_all:
-        model.AddAtMostOne([x[r, c] for r in rows if (r, c) in x])
-    model.Maximize(sum(w * x[r, c] for r, cols in weights.items() for c, w in cols.items()))
+        model.add_at_most_one([x[r, c] for r in rows if (r, c) in x])
+    model.maximize(sum(w * x[r, c] for r, cols in weights.items() for c, w in cols.items()))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit
     solver.parameters.num_workers = 1
-    status = solver.Solve(model)
+    status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
-    return {r: c for (r, c), var in x.items() if solver.Value(var)}
+    return {r: c for (r, c), var in x.items() if solver.value(var)}
 
 
-def _best_shift(d: Driver, v: Vehicle) -> tuple[float, float] | None:
+def best_shift(d: Driver, v: Vehicle) -> tuple[float, float] | None:
+    """The longest overlap of one of the driver's shifts with the vehicle's window."""
     best = None
     for s in d.shifts:
         ov = overlap(s, v.window)
@@ -68,7 +69,7 @@ def pair_before_routing(problem: Problem) -> dict[str, tuple[Driver, tuple[float
     for v in problem.vehicles:
         weights[v.id] = {}
         for d in problem.drivers:
-            win = _best_shift(d, v)
+            win = best_shift(d, v)
             if win is None or not driver_can_drive(d, v):
                 continue
             bonus = 600 * len(needed & d.licences)
@@ -85,19 +86,26 @@ def route_driving(problem: Problem, route: Route) -> float:
     return float(sum(problem.durations[a, b] for a, b in zip(nodes, nodes[1:], strict=False)))
 
 
-def driver_fits_route(problem: Problem, d: Driver, v: Vehicle, route: Route) -> bool:
-    """Shift contains the route, licences held, driving limit respected."""
+def driver_fits_route(problem: Problem, d: Driver, v: Vehicle, route: Route,
+                      visits: list | None = None) -> bool:
+    """Shift contains the route (re-timed with the driver's breaks), licences held,
+    driving limit respected.  ``visits`` may be passed when the caller has them."""
+    from scheduler.timing import schedule, visits_of  # timing is solver-side, not validator
+
     if not driver_can_drive(d, v):
         return False
-    begin, end = route.stops[0].departure, route.stops[-1].arrival
+    if visits is None:
+        visits = visits_of(problem, route)
+    for b, _k in visits:
+        if b.licence is not None and b.licence not in d.licences:
+            return False
+    timed = schedule(problem, v, visits, d.id, rest=d)
+    if timed is None:
+        return False
+    begin, end = timed.stops[0].departure, timed.stops[-1].arrival
     if not any(a - 1e-6 <= begin and end <= b + 1e-6 for a, b in d.shifts):
         return False
-    by_id = {b.id: b for b in problem.bookings}
-    for bid in route.booking_ids():
-        lic = by_id[bid].licence
-        if lic is not None and lic not in d.licences:
-            return False
-    return route_driving(problem, route) <= d.max_driving + 1e-6
+    return route_driving(problem, timed) <= d.max_driving + 1e-6
 
 
 def assign_after_routing(problem: Problem, routes: list[Route]) -> dict[str, str] | None:

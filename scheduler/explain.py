@@ -49,7 +49,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
                     "用车单 {id} 本可安排，求解时间不足，请延长时限后重算。"),
     "time_window_conflict": ("Booking {id} fits only if its time window moves: every suitable "
                              "vehicle is busy with other bookings at that time.",
-                             "用车单 {id} 的时间窗内所有合适车辆都被其他任务占用，调整时间方可安排。"),
+                             "用车单 {id} 的时间窗内所有合适车辆都被其他任务占用，"
+                             "调整时间方可安排。"),
     "seats_full": ("Booking {id} fits only with more seats: suitable vehicles are full at that "
                    "time.", "用车单 {id} 时段内合适车辆座位已满。"),
     "fleet_busy": ("Booking {id} would fit on one more vehicle of the allowed kind: the fleet "
@@ -146,8 +147,10 @@ def _relaxations(problem: Problem, b: Booking) -> list[tuple[str, Problem, Booki
                                                                            b.licence else ()))]
                                                if problem.drivers else []))
     no_drivers = replace(problem, drivers=[])
-    return [("time_window_conflict", problem, wide), ("seats_full", more_seats, b),
-            ("driver_rules", no_drivers, b), ("fleet_busy", extra, b)]
+    # Most specific first: seats and driver rules name one resource; moving the time
+    # window or adding a car are the broader remedies.
+    return [("seats_full", more_seats, b), ("driver_rules", no_drivers, b),
+            ("time_window_conflict", problem, wide), ("fleet_busy", extra, b)]
 
 
 def explain_unserved(problem: Problem, plan: Plan, dropped: list[Booking]) -> list[Unserved]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from scheduler.compat import vehicle_fits
 from scheduler.drivers import driver_fits_route
-from scheduler.model import Booking, Driver, Plan, Problem, Route, Unserved, Vehicle, plan_totals
+from scheduler.model import Booking, Plan, Problem, Route, Unserved, Vehicle, plan_totals
 from scheduler.timing import schedule, visit_service, visit_window, visits_of
 
 #: How many cheapest position pairs are re-timed exactly before giving up on a route.
@@ -38,12 +38,10 @@ class InsertResult:
     replaced: dict[str, str | None] = field(default_factory=dict)
 
 
-def _candidates(problem: Problem, v: Vehicle, route: Route, b: Booking) -> list[tuple[float,
-                                                                                        int,
-                                                                                        int]]:
+def _candidates(problem: Problem, v: Vehicle, route: Route, b: Booking,
+                by_id: dict[str, Booking]) -> list[tuple[float, int, int]]:
     """Feasible-looking (cost, i, j): pickup after stop i, delivery after stop j (j ≥ i)."""
     dist, dur = problem.distances, problem.durations
-    by_id = {x.id: x for x in problem.bookings}
     stops = route.stops
     n = len(stops) - 1
     nodes = [s.node for s in stops]
@@ -123,50 +121,47 @@ def _candidates(problem: Problem, v: Vehicle, route: Route, b: Booking) -> list[
     return out
 
 
-def _with_insertion(problem: Problem, route: Route, b: Booking, i: int, j: int) -> list:
-    visits = visits_of(problem, route)
+def _with_insertion(visits: list, b: Booking, i: int, j: int) -> list:
     # stop k of the route is visits[k-1]; "after stop i" = position i in the visit list
     if b.pickup is None:
         return visits[:i] + [(b, "delivery")] + visits[i:]
     return visits[:i] + [(b, "pickup")] + visits[i:j] + [(b, "delivery")] + visits[j:]
 
 
-def _driver_for(problem: Problem, plan: Plan, v: Vehicle, route: Route) -> str | None | bool:
-    """Driver id for the new route; ``False`` when no driver can take it."""
+def _driver_for(problem: Problem, plan: Plan, v: Vehicle, route: Route,
+                visits: list) -> str | None | bool:
+    """Driver id for the new route; ``False`` when no driver can take it.
+
+    A used route keeps its driver (re-assigning drivers is the solver's job); an idle car
+    gets the first free driver who fits.
+    """
     if not problem.drivers:
         return route.driver_id
+    if route.driver_id is not None:
+        d = problem.driver(route.driver_id)
+        return d.id if driver_fits_route(problem, d, v, route, visits) else False
     busy = {r.driver_id for r in plan.routes if r.used and r.vehicle_id != v.id}
-    order = [d for d in problem.drivers if d.id == route.driver_id] + [
-        d for d in problem.drivers if d.id != route.driver_id and d.id not in busy]
-    for d in order:
-        if driver_fits_route(problem, d, v, route) and breaks_ok(problem, d, route):
+    for d in problem.drivers:
+        if d.id not in busy and driver_fits_route(problem, d, v, route, visits):
             return d.id
     return False
 
 
-def breaks_ok(problem: Problem, d: Driver, route: Route) -> bool:
-    """Simple break rule: no more than ``break_after`` driving without a long enough stay."""
-    since = 0.0
-    for a, b in zip(route.stops, route.stops[1:], strict=False):
-        if a.departure - a.arrival >= d.break_duration:
-            since = 0.0
-        since += float(problem.durations[a.node, b.node])
-        if since > d.break_after + 1e-6:
-            return False
-    return True
-
-
 def _best_on_route(problem: Problem, plan: Plan, v: Vehicle, route: Route,
-                   b: Booking) -> tuple[float, Route] | None:
+                   b: Booking, by_id: dict[str, Booking] | None = None
+                   ) -> tuple[float, Route] | None:
     driver = problem.driver(route.driver_id) if (problem.drivers and route.driver_id) else None
     if not vehicle_fits(b, v, driver):
         return None
-    cands = sorted(_candidates(problem, v, route, b))[:_VERIFY]
+    by_id = by_id if by_id is not None else {x.id: x for x in problem.bookings}
+    cands = sorted(_candidates(problem, v, route, b, by_id))[:_VERIFY]
+    base = visits_of(problem, route, by_id) if cands else []
     for cost, i, j in cands:
-        new = schedule(problem, v, _with_insertion(problem, route, b, i, j), route.driver_id)
+        visits = _with_insertion(base, b, i, j)
+        new = schedule(problem, v, visits, route.driver_id, rest=driver)
         if new is None:
             continue
-        did = _driver_for(problem, plan, v, new)
+        did = _driver_for(problem, plan, v, new, visits)
         if did is False:
             continue
         new.driver_id = did  # type: ignore[assignment]
@@ -195,11 +190,12 @@ def best_insertion(problem: Problem, plan: Plan, b: Booking,
     best: tuple[float, Route] | None = None
     vehicles = {v.id: v for v in problem.vehicles}
     routes = _routes_by_vehicle(problem, plan)
+    by_id = {x.id: x for x in problem.bookings}
     for vid, route in routes.items():
         if skip and vid in skip:
             continue
         v = vehicles[vid]
-        res = _best_on_route(problem, plan, v, route, b)
+        res = _best_on_route(problem, plan, v, route, b, by_id)
         if res is None:
             continue
         # An idle car costs its fixed cost on top of the detour.

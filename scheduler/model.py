@@ -204,10 +204,11 @@ class Plan:
         return [r for r in self.routes if r.used]
 
 
-def route_distance(problem: Problem, stops: list[Stop]) -> float:
-    """Sum of matrix distances along the stops (in the matrix's own precision)."""
+def route_distance(problem: Problem, stops: list[Stop], durations: bool = False) -> float:
+    """Sum of matrix distances (or travel durations) along the stops."""
     nodes = [s.node for s in stops]
-    return float(sum(problem.distances[a, b] for a, b in zip(nodes, nodes[1:], strict=False)))
+    m = problem.durations if durations else problem.distances
+    return float(sum(m[a, b] for a, b in zip(nodes, nodes[1:], strict=False)))
 
 
 def plan_totals(problem: Problem, plan: Plan) -> None:

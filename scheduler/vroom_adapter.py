@@ -9,6 +9,7 @@ so that every vroom-feasible route is feasible with the real-valued matrix too.
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import numpy as np
 import vroom
@@ -34,11 +35,14 @@ def _tw(window: tuple[float, float], scale: float) -> vroom.TimeWindow:
                             int(math.floor(window[1] * scale + 1e-7)))
 
 
-def _skills(problem: Problem, vehicles: list[Vehicle]) -> tuple[dict[str, set[int]],
-                                                                  dict[str, set[int]]]:
+def _skills(problem: Problem, vehicles: list[Vehicle], bookings: list[Booking],
+            allowed: dict[str, list[str]] | None) -> tuple[dict[str, set[int]],
+                                                          dict[str, set[int]]]:
     """Encode 'which vehicles may serve which booking' as vroom skills.
 
-    Each distinct allowed set gets one skill id; vehicles in the set carry it.
+    Each distinct allowed set gets one skill id; vehicles in the set carry it.  ``allowed``
+    (booking id → vehicle ids) overrides the static compatibility, e.g. after drivers have
+    been paired and licences restrict further.
     """
     from scheduler.compat import allowed_vehicle_ids  # local: avoids an import cycle
 
@@ -46,26 +50,36 @@ def _skills(problem: Problem, vehicles: list[Vehicle]) -> tuple[dict[str, set[in
     job_skills: dict[str, set[int]] = {}
     by_set: dict[frozenset[str], int] = {}
     all_ids = frozenset(v.id for v in vehicles)
-    for b in problem.bookings:
-        allowed = frozenset(allowed_vehicle_ids(problem, b, vehicles))
-        if allowed == all_ids:
+    for b in bookings:
+        ids = allowed[b.id] if allowed is not None else allowed_vehicle_ids(problem, b, vehicles)
+        ok = frozenset(ids) & all_ids
+        if ok == all_ids:
             continue
-        sid = by_set.setdefault(allowed, len(by_set) + 1)
+        sid = by_set.setdefault(ok, len(by_set) + 1)
         job_skills[b.id] = {sid}
-        for vid in allowed:
+        for vid in ok:
             veh_skills[vid].add(sid)
     return veh_skills, job_skills
 
 
 def build_input(problem: Problem, scale: float, vehicles: list[Vehicle] | None = None,
-                bookings: list[Booking] | None = None) -> vroom.Input:
-    """A vroom Input over the problem's nodes (vroom location index = problem node)."""
+                bookings: list[Booking] | None = None,
+                allowed: dict[str, list[str]] | None = None,
+                extra: np.ndarray | None = None) -> vroom.Input:
+    """A vroom Input over the problem's nodes (vroom location index = problem node).
+
+    ``extra`` (integer, scaled) is added to every travel duration, e.g. the allowance for
+    drivers' breaks that the OR-Tools model charges too.
+    """
     vehicles = problem.vehicles if vehicles is None else vehicles
     bookings = problem.bookings if bookings is None else bookings
     inp = vroom.Input()
-    inp.set_durations_matrix(profile="car", matrix_input=scaled_durations(problem, scale))
+    durations = scaled_durations(problem, scale)
+    if extra is not None:
+        durations = durations + extra
+    inp.set_durations_matrix(profile="car", matrix_input=durations)
     inp.set_costs_matrix(profile="car", matrix_input=scaled_distances(problem, scale))
-    veh_skills, job_skills = _skills(problem, vehicles)
+    veh_skills, job_skills = _skills(problem, vehicles, bookings, allowed)
     for k, v in enumerate(vehicles):
         inp.add_vehicle(vroom.Vehicle(
             k, start=v.origin, end=v.destination, capacity=[v.seats],
@@ -93,14 +107,21 @@ def build_input(problem: Problem, scale: float, vehicles: list[Vehicle] | None =
 
 def solve_vroom(problem: Problem, scale: float = 1.0, exploration: int = 5, threads: int = 2,
                 vehicles: list[Vehicle] | None = None,
-                bookings: list[Booking] | None = None) -> dict[str, list[Visit]]:
-    """Solve with vroom; return visit sequences per vehicle id (only non-empty routes)."""
+                bookings: list[Booking] | None = None,
+                timeout: float | None = None,
+                allowed: dict[str, list[str]] | None = None,
+                extra: np.ndarray | None = None) -> dict[str, list[Visit]]:
+    """Solve with vroom; return visit sequences per vehicle id (only non-empty routes).
+
+    ``timeout`` (seconds) caps vroom's search; by default it runs to completion.
+    """
     vehicles = problem.vehicles if vehicles is None else vehicles
     bookings = problem.bookings if bookings is None else bookings
     if not bookings:
         return {}
-    sol = build_input(problem, scale, vehicles, bookings).solve(
-        exploration_level=exploration, nb_threads=threads)
+    limit = None if timeout is None else timedelta(seconds=max(0.01, timeout))
+    sol = build_input(problem, scale, vehicles, bookings, allowed, extra).solve(
+        exploration_level=exploration, nb_threads=threads, timeout=limit)
     routes: dict[str, list[Visit]] = {}
     df = sol.routes
     kinds = {"pickup": "pickup", "delivery": "delivery", "job": "delivery"}

@@ -1,0 +1,219 @@
+"""Scheduler quality benchmark against best known solutions and peer solvers.
+
+For each instance: gongche's vehicles and distance, distance gap to the BKS, vehicles above
+the BKS and time; peers at the same time limit: a greedy insertion baseline, pyvroom
+(exploration level 5, 2 threads) and PyVRP (Solomon).  Comparison is lexicographic:
+fewer vehicles first, then shorter distance.  Every solution (ours and the peers') is
+re-checked by the independent validator; an invalid one counts as a loss for its solver.
+
+gongche's solver is a *portfolio* (see ``scheduler.solver``): vroom seed → vroom fleet
+reduction → PyVRP hybrid genetic search when the problem fits it, OR-Tools guided local
+search otherwise.  Each row records which engines ran and which step gave the best answer.
+
+    python -m bench.scheduler --set lilim100 --seconds 10 --json bench/results/x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from scheduler import instances as inst
+from scheduler.baselines import greedy_insertion, plan_from_routes
+from scheduler.model import Plan, Problem
+from scheduler.solver import SolveOptions, solve
+from scheduler.validate import validate
+
+#: Integer scaling of the Euclidean benchmark matrices for the integer solvers.
+SCALE = 1000
+#: Relative distance tolerance for "equal" (ties) and for "BKS matched".
+TIE = 1e-6
+BKS_TOL = 1e-3
+
+
+def _gongche(p: Problem, seconds: float) -> Plan:
+    return solve(p, SolveOptions(time_limit=seconds, scale=SCALE, explain=False))
+
+
+def _vroom(p: Problem, seconds: float) -> Plan:
+    from scheduler.vroom_adapter import solve_vroom
+
+    return plan_from_routes(p, solve_vroom(p, SCALE, exploration=5, threads=2))
+
+
+def _pyvrp(p: Problem, seconds: float) -> Plan:
+    from scheduler.pyvrp_adapter import PyVRPInstance
+
+    routes = PyVRPInstance(p, p.bookings, p.vehicles, SCALE).solve(seconds)
+    return plan_from_routes(p, routes or {})
+
+
+def _greedy(p: Problem, seconds: float) -> Plan:
+    return greedy_insertion(p, seconds)
+
+
+def peers_for(set_name: str) -> dict[str, Callable[[Problem, float], Plan]]:
+    """Peer solvers used for a benchmark set."""
+    peers: dict[str, Callable[[Problem, float], Plan]] = {"greedy": _greedy,
+                                                          "pyvroom": _vroom}
+    if set_name.startswith("solomon"):
+        peers["pyvrp"] = _pyvrp
+    return peers
+
+
+def _measure(fn: Callable[[Problem, float], Plan], p: Problem, seconds: float) -> dict:
+    t0 = time.monotonic()
+    plan = fn(p, seconds)
+    elapsed = time.monotonic() - t0
+    violations = validate(p, plan)
+    return {"vehicles": plan.vehicles_used, "distance": round(plan.total_distance, 4),
+            "unserved": len(plan.unserved), "valid": not violations and not plan.unserved,
+            "violations": [v.code for v in violations][:5], "seconds": round(elapsed, 2),
+            "log": plan.meta.get("log", []), "engines": plan.meta.get("engines", "")}
+
+
+def _key(r: dict) -> tuple[int, int, float]:
+    """Lexicographic quality; invalid solutions sort last."""
+    return (0 if r["valid"] else 1, r["vehicles"], r["distance"])
+
+
+def compare(a: dict, b: dict) -> int:
+    """1 if ``a`` beats ``b``, -1 if it loses, 0 for a tie (distance within TIE)."""
+    ka, kb = _key(a), _key(b)
+    if ka[:2] != kb[:2]:
+        return 1 if ka[:2] < kb[:2] else -1
+    if abs(ka[2] - kb[2]) <= TIE * max(1.0, kb[2]):
+        return 0
+    return 1 if ka[2] < kb[2] else -1
+
+
+def _vs_bks(r: dict, bks: inst.BKS | None) -> None:
+    if bks is None:
+        r.update(gap_pct=None, extra_vehicles=None, bks_matched=None)
+        return
+    r["gap_pct"] = round(100.0 * (r["distance"] / bks.distance - 1.0), 3)
+    r["extra_vehicles"] = r["vehicles"] - bks.vehicles
+    r["bks_matched"] = bool(r["valid"] and (r["vehicles"] < bks.vehicles or (
+        r["vehicles"] == bks.vehicles and r["distance"] <= bks.distance * (1 + BKS_TOL))))
+
+
+def _avg(rows: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return round(sum(vals) / len(vals), 3) if vals else None
+
+
+def run(set_name: str, seconds: float, json_path: str | None,
+        instances: list[str] | None = None) -> dict:
+    """Run the benchmark; return (and optionally write) the summary dict."""
+    names = instances or inst.list_instances(set_name)
+    try:
+        bks_all = inst.read_bks(set_name)
+    except FileNotFoundError:
+        bks_all = {}
+    peers = peers_for(set_name)
+    rows: list[dict] = []
+    for name in names:
+        p = inst.load(set_name, name)
+        bks = bks_all.get(name.lower())
+        row: dict[str, Any] = {"instance": name, "bks_vehicles": bks.vehicles if bks else None,
+                               "bks_distance": bks.distance if bks else None}
+        g = _measure(_gongche, p, seconds)
+        _vs_bks(g, bks)
+        row["gongche"] = g
+        row["peers"] = {}
+        for peer, fn in peers.items():
+            r = _measure(fn, inst.load(set_name, name), seconds)
+            _vs_bks(r, bks)
+            r["result"] = {1: "win", 0: "tie", -1: "loss"}[compare(g, r)]
+            r.pop("log", None)
+            row["peers"][peer] = r
+        rows.append(row)
+        _print_row(row)
+    summary = _summary(set_name, seconds, rows, list(peers))
+    _print_summary(summary)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _summary(set_name: str, seconds: float, rows: list[dict], peers: list[str]) -> dict:
+    ours = [r["gongche"] for r in rows]
+    out: dict[str, Any] = {
+        "set": set_name, "seconds": seconds, "instances": rows,
+        "avg_gap_pct": _avg(ours, "gap_pct"),
+        "avg_extra_vehicles": _avg(ours, "extra_vehicles"),
+        "bks_matched": sum(1 for r in ours if r.get("bks_matched")),
+        "avg_distance": _avg(ours, "distance"), "avg_vehicles": _avg(ours, "vehicles"),
+        "invalid": sum(1 for r in ours if not r["valid"]),
+        "solver": "portfolio: vroom seed + vroom fleet reduction + PyVRP HGS "
+                  "(OR-Tools GLS when PyVRP cannot express the problem)",
+        "peers": {},
+        "comparison": "lexicographic (vehicles, then distance); peers.<name>.wins/ties/losses "
+                      "count gongche's results against that peer",
+    }
+    for peer in peers:
+        pr = [r["peers"][peer] for r in rows]
+        out["peers"][peer] = {
+            "avg_gap_pct": _avg(pr, "gap_pct"),
+            "avg_extra_vehicles": _avg(pr, "extra_vehicles"),
+            "bks_matched": sum(1 for r in pr if r.get("bks_matched")),
+            "avg_distance": _avg(pr, "distance"), "avg_vehicles": _avg(pr, "vehicles"),
+            "wins": sum(1 for r in pr if r["result"] == "win"),
+            "ties": sum(1 for r in pr if r["result"] == "tie"),
+            "losses": sum(1 for r in pr if r["result"] == "loss"),
+            "invalid": sum(1 for r in pr if not r["valid"]),
+        }
+    return out
+
+
+def _fmt(r: dict) -> str:
+    flag = "" if r["valid"] else "!"
+    gap = "" if r.get("gap_pct") is None else f"{r['gap_pct']:+.2f}%"
+    return f"{r['vehicles']:>3} {r['distance']:>9.2f} {gap:>8}{flag}"
+
+
+def _print_row(row: dict) -> None:
+    g = row["gongche"]
+    bks = (f"{row['bks_vehicles']:>3} {row['bks_distance']:>9.2f}"
+           if row["bks_vehicles"] is not None else " " * 13)
+    peers = "  ".join(f"{k}: {_fmt(v)} {v['result']:<4}" for k, v in row["peers"].items())
+    print(f"{row['instance']:<9} bks {bks} | gongche {_fmt(g)} {g['seconds']:>5.1f}s "
+          f"{'*' if g.get('bks_matched') else ' '} | {peers}", flush=True)
+
+
+def _print_summary(s: dict) -> None:
+    n = len(s["instances"])
+    print(f"\n{s['set']} @ {s['seconds']} s, {n} instances")
+    print(f"{'solver':<10} {'avg gap %':>10} {'avg +veh':>9} {'BKS match':>10} "
+          f"{'W/T/L vs gongche':>17}")
+    print(f"{'gongche':<10} {s['avg_gap_pct']!s:>10} {s['avg_extra_vehicles']!s:>9} "
+          f"{s['bks_matched']:>7}/{n}")
+    for k, v in s["peers"].items():
+        wtl = f"{v['losses']}/{v['ties']}/{v['wins']}"
+        print(f"{k:<10} {v['avg_gap_pct']!s:>10} {v['avg_extra_vehicles']!s:>9} "
+              f"{v['bks_matched']:>7}/{n} {wtl:>17}")
+    print("(W/T/L is the peer's wins/ties/losses against gongche)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", default="lilim100",
+                    choices=["lilim100", "lilim200", "solomon100", "cordeau_darp"])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--json", default=None,
+                    help="output file (default bench/results/scheduler_<set>.json)")
+    ap.add_argument("--instances", nargs="*", default=None)
+    args = ap.parse_args(argv)
+    out = args.json or str(Path(__file__).resolve().parent / "results"
+                           / f"scheduler_{args.set}.json")
+    run(args.set, args.seconds, out, args.instances)
+
+
+if __name__ == "__main__":
+    main()
