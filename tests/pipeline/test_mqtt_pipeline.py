@@ -12,6 +12,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from fleet.fix import Fix
+from fleet.settings import Settings
 from gateway.directory import TerminalDirectory
 from gateway.ingest import Ingest
 from gateway.mqtt import MqttConfig, MqttIngest, terminal_from_topic
@@ -82,7 +83,8 @@ def test_topic_parsing() -> None:
 
 
 def test_every_fix_arrives_exactly_once(fleet: Fleet, gateway: MqttIngest, broker: Mosquitto,
-                                        engine: Engine, redis_url: str) -> None:
+                                        engine: Engine, redis_url: str,
+                                        settings: Settings) -> None:
     n = 150
     clients = {tid: terminal_client(broker, tid) for tid in ("N1", "N2", "U1")}
     for i in range(n):
@@ -106,6 +108,27 @@ def test_every_fix_arrives_exactly_once(fleet: Fleet, gateway: MqttIngest, broke
                                 "WHERE terminal_id='N2' ORDER BY time LIMIT 1")).one()
     assert row.vehicle_id == fleet.vehicles[1]
     assert abs(row.speed_kmh - 36.0) < 0.05 and row.satellites == 12 and row.valid
+    # and through the API, as a user would see it: each epoch exactly once, none missing
+    from fastapi.testclient import TestClient
+    from sqlalchemy.orm import Session
+
+    from fleet.app import create_app
+    from fleet.models import Department, Role
+    from tests import factories as f
+
+    with Session(engine) as db:
+        admin = f.user(db, Role.admin, db.query(Department).filter_by(code="pipe").one())
+        db.commit()
+        db.refresh(admin)
+    with TestClient(create_app(settings, engine=engine)) as http:
+        login = f.login(http, admin)
+        for tid, vid in (("N1", fleet.vehicles[0]), ("N2", fleet.vehicles[1])):
+            got = http.get(f"/api/vehicles/{vid}/positions", headers=login.headers,
+                           params={"from": (T0 - timedelta(minutes=1)).isoformat(),
+                                   "to": (T0 + timedelta(hours=1)).isoformat()}).json()
+            times = [p["time"] for p in got]
+            assert len(times) == len(set(times)) == n, tid
+            assert all(p["terminal_id"] == tid for p in got)
 
 
 def test_terminal_cannot_publish_as_another(fleet: Fleet, gateway: MqttIngest,
