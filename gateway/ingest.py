@@ -10,7 +10,7 @@ import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from fleet.fix import Fix
 from fleet.logging import get_logger
@@ -21,6 +21,17 @@ from gateway.nmea import NmeaAssembler
 from gateway.sink import Routed
 
 log = get_logger(__name__)
+
+# Labelled Prometheus children, looked up once per label value instead of per message
+# (``labels()`` takes a lock and builds a tuple each call); created on first use as before.
+_children: dict[tuple[str, str], object] = {}
+
+
+def _child(counter: str, protocol: str) -> Any:
+    child = _children.get((counter, protocol))
+    if child is None:
+        child = _children[(counter, protocol)] = getattr(metrics, counter).labels(protocol)
+    return child
 
 
 class Sink(Protocol):
@@ -54,7 +65,7 @@ class Ingest:
     # --- NMEA over MQTT -----------------------------------------------------------------
     def route_nmea(self, terminal_id: str, payload: bytes | str) -> list[Routed]:
         """Decode one MQTT payload (whole epochs) and return the routed, accepted fixes."""
-        metrics.MESSAGES.labels("nmea-mqtt").inc()
+        _child("MESSAGES", "nmea-mqtt").inc()
         entry = self.directory.by_id(terminal_id)
         if not self._admissible(entry, "nmea-mqtt", terminal_id):
             return []
@@ -105,18 +116,20 @@ class Ingest:
         return True
 
     def _filter(self, fixes: Sequence[Fix], entry: Entry, protocol: str) -> list[Routed]:
-        metrics.FIXES.labels(protocol).inc(len(fixes))
+        _child("FIXES", protocol).inc(len(fixes))
         accepted: list[Routed] = []
+        vehicle_id = entry.vehicle_id
         with self._lock:
+            apply = self.filters.apply
             for fix in fixes:
-                ok, reason = self.filters.apply(fix)
+                ok, reason = apply(fix)
                 if ok:
-                    accepted.append(Routed(fix, entry.vehicle_id))
+                    accepted.append(Routed(fix, vehicle_id))
                     continue
                 metrics.REJECTED.labels(reason or "?", fix.terminal_id).inc()
                 if self.keep_rejected is not None:
                     self.keep_rejected.add(fix, reason or "?")
-        metrics.ACCEPTED.labels(protocol).inc(len(accepted))
+        _child("ACCEPTED", protocol).inc(len(accepted))
         return accepted
 
 

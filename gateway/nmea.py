@@ -1,6 +1,8 @@
 """NMEA 0183 decoding for terminals that publish raw sentences over MQTT (北斗/GNSS 定位语句).
 
-Sentence parsing is pynmea2's; this module adds what pynmea2 does not do:
+Sentence parsing is pynmea2's (for RMC and GGA in their common strict layout a hand-written
+fast path computes the very same values first; see the comment above ``_USED``); this module
+adds what pynmea2 does not do:
 
 * strict framing — every sentence must carry a correct ``*HH`` checksum (pynmea2 only checks a
   checksum when one is present), garbage before ``$`` is dropped, several sentences per
@@ -36,6 +38,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import reduce
+from math import isfinite
+from operator import xor
 from typing import Any
 
 import pynmea2
@@ -194,6 +199,107 @@ def _lat_lon(sentence: pynmea2.TalkerSentence) -> tuple[float, float] | None:
         raise SentenceError(f"bad coordinate: {exc}") from exc
 
 
+# --------------------------------------------------------------------------- fast path
+#
+# Why hand-written parsing exists here: through pynmea2 a fix (RMC + GGA) cost ~550 Python
+# calls — a regex and a class lookup per sentence, ``__getattr__`` per named field, a
+# ``strptime`` per date access, a ``dataclasses.replace`` per merge — several times the cost
+# of the whole rest of the gateway. The fast path below reads RMC and GGA by index from
+# ``body.split(",")`` and converts with int slicing and ``float()``, but only for fields in
+# the strict layout receivers actually send (``hhmmss[.s…]``, ``ddmmyy``, ``d…dmm.m…``,
+# digits-only counts). Every value it accepts is computed exactly as pynmea2 + the mergers
+# compute it (same float expressions, same ``int(float(frac) * 1e6)`` microseconds);
+# anything else — including every malformed sentence — returns ``_SLOW`` *before* touching
+# the epoch, and the sentence then goes through ``parse_sentence`` + ``_accept`` unchanged,
+# so validation, errors and their messages stay those of the reference path.
+# tests/gateway/test_gateway_nmea.py pins the behaviour; the benchmark is bench/gateway_cpu.py.
+
+_USED = object()  # merged by the fast path
+_IGNORED = object()  # well-formed sentence of a type/talker this module ignores
+_SLOW = object()  # not sure: take the reference (pynmea2) path
+_BAD = object()  # a field the fast path cannot vouch for
+
+
+def _fast_addresses(talkers: frozenset[str]) -> dict[str, str]:
+    """``{"GNRMC": "RMC", "GNGGA": "GGA", …}`` for talkers pynmea2 reads verbatim."""
+    out: dict[str, str] = {}
+    for t in talkers:
+        if len(t) == 2 and t.isascii() and t.isalnum() and t.isupper():
+            out[t + "RMC"] = "RMC"
+            out[t + "GGA"] = "GGA"
+    return out
+
+
+def _fast_time(raw: str) -> time | None:
+    """``hhmmss`` or ``hhmmss.f…`` as pynmea2's ``timestamp`` reads it (naive), else None."""
+    if len(raw) < 6 or not raw[:6].isdigit():
+        return None
+    frac = raw[6:]
+    if frac:
+        if frac[0] != "." or not frac[1:].isdigit():
+            return None
+        us = int(float(frac) * 1000000)  # pynmea2's own rounding
+        if us >= 1000000:
+            return None
+    else:
+        us = 0
+    h, m, sec = int(raw[0:2]), int(raw[2:4]), int(raw[4:6])
+    if h > 23 or m > 59 or sec > 59:
+        return None
+    return time(h, m, sec, us)
+
+
+def _fast_date(raw: str) -> date | None:
+    """``ddmmyy`` as ``strptime(raw, "%d%m%y")`` reads six digits, else None."""
+    if len(raw) != 6 or not raw.isdigit():
+        return None
+    yy = int(raw[4:6])
+    try:
+        return date(yy + (2000 if yy <= 68 else 1900), int(raw[2:4]), int(raw[0:2]))
+    except ValueError:
+        return None
+
+
+def _fast_dm(raw: str) -> float | None:
+    """pynmea2's ``dm_to_sd`` for ``^(\\d+)(\\d\\d\\.\\d+)$``, else None."""
+    p = raw.find(".")
+    if p < 3 or not raw[:p].isdigit() or not raw[p + 1 :].isdigit():
+        return None
+    return float(raw[: p - 2]) + float(raw[p - 2 :]) / 60
+
+
+def _fast_pos(lat: str, ns: str, lon: str, ew: str) -> Any:
+    """``_lat_lon``: None when empty, ``_BAD`` when the reference path must judge."""
+    if not lat or not lon:
+        return None
+    if (ns != "N" and ns != "S") or (ew != "E" and ew != "W"):
+        return _BAD
+    a, b = _fast_dm(lat), _fast_dm(lon)
+    if a is None or b is None:
+        return _BAD
+    return (a if ns == "N" else -a, b if ew == "E" else -b)
+
+
+def _fast_float(raw: str) -> Any:
+    """``_opt_float`` of a pynmea2 field: None when empty, ``_BAD`` when not finite/number."""
+    if not raw:
+        return None
+    try:
+        f = float(raw)
+    except ValueError:
+        return _BAD
+    return f if isfinite(f) else _BAD
+
+
+def _fast_int(raw: str) -> Any:
+    """``_opt_int`` for plain digit strings; ``_BAD`` for anything else."""
+    if not raw:
+        return None
+    if len(raw) > 6 or not raw.isdigit():
+        return _BAD
+    return int(raw)
+
+
 # --------------------------------------------------------------------------- epoch
 
 
@@ -239,6 +345,14 @@ class NmeaAssembler:
         self._epoch: _Epoch | None = None
         self._last_date: date | None = None
         self._last_date_tod: time | None = None
+        # fast-path state: addresses it handles, and the last time/date strings parsed
+        # (RMC and GGA of an epoch carry the same time; the date changes once a day)
+        self._fast_talkers = self.talkers
+        self._fast_kinds = _fast_addresses(self.talkers)
+        self._tod_raw: str | None = None
+        self._tod_val: time | None = None
+        self._date_raw: str | None = None
+        self._date_val: date | None = None
 
     # -- input ------------------------------------------------------------------------
     def feed_text(
@@ -249,37 +363,160 @@ class NmeaAssembler:
             text = text.decode("ascii", errors="replace")
         fixes: list[Fix] = []
         errors: list[NmeaError] = []
-        for offset, line in enumerate(text.splitlines()):
-            f, e = self.feed_line(line, first_line + offset)
-            fixes.extend(f)
-            errors.extend(e)
+        line_no = first_line
+        for line in text.splitlines():
+            self._feed_line(line, line_no, fixes, errors)
+            line_no += 1
         return fixes, errors
 
     def feed_line(self, line: str, line_no: int = 0) -> tuple[list[Fix], list[NmeaError]]:
         """Feed one text line (which may hold several sentences or leading garbage)."""
-        chunks, garbage = split_sentences(line)
-        if garbage:
-            self.stats.garbage_chunks += 1
         fixes: list[Fix] = []
         errors: list[NmeaError] = []
+        self._feed_line(line, line_no, fixes, errors)
+        return fixes, errors
+
+    def _feed_line(
+        self, line: str, line_no: int, fixes: list[Fix], errors: list[NmeaError]
+    ) -> None:
+        stats = self.stats
+        line = line.strip()
+        start = line.find("$")
+        if start == 0 and line.find("$", 1) < 0:
+            chunks = [line]  # the common case: one sentence, what split_sentences returns
+        else:
+            chunks, garbage = split_sentences(line)
+            if garbage:
+                stats.garbage_chunks += 1
         for chunk in chunks:
-            self.stats.sentences += 1
+            stats.sentences += 1
+            # Fast path first (RMC/GGA in the strict common layout, see _fast below); it
+            # returns _SLOW for anything it is not sure about, and that sentence then takes
+            # the reference path (pynmea2 + _accept), which makes every decision and every
+            # error message exactly as before.
+            verdict = self._fast(chunk, line_no, fixes)
+            if verdict is _USED:
+                stats.used += 1
+                continue
+            if verdict is _IGNORED:
+                stats.ignored += 1
+                continue
             try:
                 parsed = parse_sentence(chunk, self.talkers)
                 if parsed is None:
-                    self.stats.ignored += 1
+                    stats.ignored += 1
                     continue
                 fixes.extend(self._accept(parsed, line_no))
-                self.stats.used += 1
+                stats.used += 1
             except SentenceError as exc:
-                self.stats.errors += 1
+                stats.errors += 1
                 errors.append(NmeaError(line_no, chunk[:200], str(exc)))
-        return fixes, errors
 
     def flush(self) -> list[Fix]:
         """Emit the open epoch, if any."""
         epoch, self._epoch = self._epoch, None
         return self._emit(epoch)
+
+    # -- fast path (see the comment above _USED) -------------------------------------------
+    def _fast(self, chunk: str, line_no: int, fixes: list[Fix]) -> object:
+        m = _SENTENCE_RE.match(chunk)
+        if m is None:
+            return _SLOW
+        body = m.group("body")
+        if (not body.isascii() or reduce(xor, body.encode("ascii"), 0) != int(m.group("cs"), 16)
+                or not body.isprintable()):
+            return _SLOW
+        f = body.split(",")
+        address = f[0]
+        if self.talkers is not self._fast_talkers:  # talkers reassigned after __init__
+            self._fast_talkers = self.talkers
+            self._fast_kinds = _fast_addresses(self.talkers)
+        kind = self._fast_kinds.get(address)
+        if kind is None:
+            if (len(address) != 5 or address[2:] not in POSITION_TYPES
+                    or address[:2] not in self.talkers):
+                return _IGNORED
+            return _SLOW
+        n = len(f)
+        if n < 2:
+            return _SLOW
+        raw = f[1]
+        if raw == self._tod_raw:
+            tod = self._tod_val
+        else:
+            tod = _fast_time(raw)
+            if tod is None:
+                return _SLOW
+            self._tod_raw, self._tod_val = raw, tod
+        assert tod is not None
+        if kind == "RMC":
+            if n < 13:
+                f += [""] * (13 - n)
+            status = f[2]
+            if status != "A" and status != "V":
+                return _SLOW
+            raw = f[9]
+            if not raw:
+                day = None
+            elif raw == self._date_raw:
+                day = self._date_val
+            else:
+                day = _fast_date(raw)
+                if day is None:
+                    return _SLOW
+                self._date_raw, self._date_val = raw, day
+            pos = _fast_pos(f[3], f[4], f[5], f[6])
+            knots = _fast_float(f[7])
+            course = _fast_float(f[8])
+            if pos is _BAD or knots is _BAD or course is _BAD:
+                return _SLOW
+            # validated: merge (the same rules as _merge_rmc)
+            e = self._open(tod, line_no, fixes)
+            if day is not None and e.date is None:
+                e.date = day
+            if pos is not None and e.position is None:
+                e.position = pos
+            if knots is not None and e.speed_kmh is None:
+                e.speed_kmh = knots * KNOT_KMH
+            if e.course is None:
+                e.course = course
+            if status == "V" or f[12] == "N":
+                e.invalid = True
+        else:  # GGA
+            if n < 10:
+                f += [""] * (10 - n)
+            quality = _fast_int(f[6])
+            pos = _fast_pos(f[2], f[3], f[4], f[5])
+            sats = _fast_int(f[7])
+            hdop = _fast_float(f[8])
+            alt = _fast_float(f[9])
+            if quality is _BAD or pos is _BAD or sats is _BAD or hdop is _BAD or alt is _BAD:
+                return _SLOW
+            # validated: merge (the same rules as _merge_gga)
+            e = self._open(tod, line_no, fixes)
+            if pos is not None and e.position is None:
+                e.position = pos
+            if e.satellites is None:
+                e.satellites = sats
+            if e.hdop is None:
+                e.hdop = hdop
+            if e.altitude_m is None:
+                e.altitude_m = alt
+            if not quality:  # None or 0
+                e.invalid = True
+        e.sources.append(address)
+        if e.date is not None:
+            self._last_date, self._last_date_tod = e.date, tod
+        return _USED
+
+    def _open(self, tod: time, line_no: int, fixes: list[Fix]) -> _Epoch:
+        """The epoch of ``tod``: the open one, or a new one after emitting the open one."""
+        e = self._epoch
+        if e is not None and e.tod == tod:
+            return e
+        fixes.extend(self.flush())
+        e = self._epoch = _Epoch(tod=tod, first_line=line_no)
+        return e
 
     # -- epoch handling ---------------------------------------------------------------
     def _accept(self, s: pynmea2.TalkerSentence, line_no: int) -> list[Fix]:
@@ -331,16 +568,19 @@ class NmeaAssembler:
             return []
         lat, lon = epoch.position
         self.stats.fixes += 1
+        # (``_first`` spelled out inline: this runs once per fix)
+        speed = epoch.speed_kmh if epoch.speed_kmh is not None else epoch.vtg_speed_kmh
+        course = epoch.course if epoch.course is not None else epoch.vtg_course
         return [
             Fix(
                 terminal_id=self.terminal_id,
                 time=datetime.combine(day, epoch.tod, tzinfo=UTC),
                 lat=lat,
                 lon=lon,
-                speed_kmh=round(_first(epoch.speed_kmh, epoch.vtg_speed_kmh) or 0.0, 3),
-                course=_first(epoch.course, epoch.vtg_course) or 0.0,
+                speed_kmh=round(speed or 0.0, 3),
+                course=course or 0.0,
                 altitude_m=epoch.altitude_m,
-                hdop=_first(epoch.hdop, epoch.gsa_hdop),
+                hdop=epoch.hdop if epoch.hdop is not None else epoch.gsa_hdop,
                 satellites=epoch.satellites,
                 valid=not epoch.invalid,
                 protocol="nmea-mqtt",

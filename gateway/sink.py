@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 
 import redis
 
@@ -22,15 +23,33 @@ LIVE_LAST = "live:last"
 LIVE_GEO = "live:geo"
 LIVE_CHANNEL = "live"
 
-# KEYS: last-hash, geo-set; ARGV: terminal, epoch-ms, json, lon, lat, channel
+# KEYS: last-hash, geo-set; ARGV: channel, then 5 per fix: terminal, epoch-ms, json, lon, lat.
+# One call carries a whole batch (one EVALSHA instead of one per fix); fixes are handled in
+# order, each exactly as the former one-fix script did: a fix not newer than the stored one
+# changes and publishes nothing. A failing GEOADD (bad coordinates) used to abort only its
+# own fix's script (after its HSET, before its PUBLISH) and make the pipeline raise; pcall
+# keeps that: the batch goes on and the call returns the first error at the end.
 _LIVE_SCRIPT = """
-local prev = redis.call('HGET', KEYS[1], ARGV[1] .. ':t')
-if prev and tonumber(prev) >= tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1] .. ':t', ARGV[2], ARGV[1], ARGV[3])
-redis.call('GEOADD', KEYS[2], ARGV[4], ARGV[5], ARGV[1])
-redis.call('PUBLISH', ARGV[6], ARGV[3])
-return 1
+local err
+local n = 0
+for i = 2, #ARGV, 5 do
+  local tid, ms, doc = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local prev = redis.call('HGET', KEYS[1], tid .. ':t')
+  if not (prev and tonumber(prev) >= tonumber(ms)) then
+    redis.call('HSET', KEYS[1], tid .. ':t', ms, tid, doc)
+    local ok = redis.pcall('GEOADD', KEYS[2], ARGV[i + 3], ARGV[i + 4], tid)
+    if type(ok) == 'table' and ok.err then
+      err = err or ok.err
+    else
+      redis.call('PUBLISH', ARGV[1], doc)
+      n = n + 1
+    end
+  end
+end
+if err then return redis.error_reply(err) end
+return n
 """
+LIVE_BATCH = 256  # fixes per script call: bounds how long one call holds Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +61,100 @@ class Routed:
 
 
 def encode_entry(item: Routed) -> dict[str, str]:
-    return {"fix": json.dumps(item.fix.to_json(), ensure_ascii=False, separators=(",", ":")),
-            "vehicle_id": "" if item.vehicle_id is None else str(item.vehicle_id)}
+    vehicle_id = item.vehicle_id
+    return {"fix": fix_json(item.fix), "vehicle_id": "" if vehicle_id is None else str(vehicle_id)}
+
+
+# ------------------------------------------------------------------ Fix → JSON, hot path
+# ``json.dumps(fix.to_json(), …)`` builds a dict and a new JSONEncoder per fix, and the sink
+# does it twice per fix (stream entry, live state). ``fix_json``/``_live_json`` write the same
+# text directly when every field has its plain type (str/float/int/None/bool): strings are
+# quoted by the json module's own function and numbers by ``repr``, as its C encoder does.
+# Anything unusual (NaN, subclasses, odd extras) falls back to the encoder itself.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_LIVE_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # == json.dumps(x, ensure_ascii=False)
+_quote = json.encoder.encode_basestring  # the ensure_ascii=False string encoder
+_KEYS = ("terminal_id", "time", "lat", "lon", "speed_kmh", "course", "altitude_m", "hdop",
+         "satellites", "valid", "protocol", "alarm", "status")  # Fix.to_json order, then extras
+_COMPACT_KEYS = tuple(f'"{k}":' for k in _KEYS)
+_SPACED_KEYS = tuple(f'"{k}": ' for k in _KEYS)
+
+
+class _NotPlain(Exception):
+    """A field needs the real encoder."""
+
+
+def _num(v: object) -> str:
+    t = type(v)
+    if t is float:
+        if v - v == 0:  # type: ignore[operator]  # finite (NaN/inf are spelled specially)
+            return repr(v)
+        raise _NotPlain
+    if t is int:
+        return repr(v)
+    if v is None:
+        return "null"
+    raise _NotPlain
+
+
+def _values(fix: Fix) -> list[str]:
+    """JSON texts of the ``_KEYS`` values of ``fix`` (raises ``_NotPlain``)."""
+    tid, protocol, valid = fix.terminal_id, fix.protocol, fix.valid
+    if type(tid) is not str or type(protocol) is not str or type(valid) is not bool:
+        raise _NotPlain
+    t = fix.time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    lat, lon, speed, course = fix.lat, fix.lon, fix.speed_kmh, fix.course
+    if type(lat) is float and type(lon) is float and type(speed) is float and type(course) is float:
+        total = lat + lon + speed + course  # NaN or ±inf anywhere makes the sum non-finite
+        if total - total != 0:  # (an overflow of finite values just takes the encoder too)
+            raise _NotPlain
+        lat_s, lon_s, speed_s, course_s = repr(lat), repr(lon), repr(speed), repr(course)
+    else:
+        lat_s, lon_s, speed_s, course_s = _num(lat), _num(lon), _num(speed), _num(course)
+    return [_quote(tid), f'"{t}"', lat_s, lon_s, speed_s, course_s, _num(fix.altitude_m),
+            _num(fix.hdop), _num(fix.satellites), "true" if valid else "false",
+            _quote(protocol), _num(fix.alarm), _num(fix.status)]
+
+
+def _extras(extras: object, sep: str) -> str:
+    """``extras`` as JSON with item separator ``sep`` ("," compact, ", " default)."""
+    if type(extras) is dict:
+        if not extras:
+            return "{}"
+        if len(extras) == 1:  # the NMEA decoder's {"sentences": [...]}
+            lst = extras.get("sentences")
+            if type(lst) is list:
+                try:  # _quote takes exactly what the encoder writes as a string (str)
+                    items = sep.join(map(_quote, lst))
+                except TypeError:
+                    raise _NotPlain from None
+                return '{"sentences"' + (":[" if sep == "," else ": [") + items + "]}"
+    raise _NotPlain
+
+
+def fix_json(fix: Fix) -> str:
+    """The stream's JSON text of a fix: exactly ``json.dumps(fix.to_json(),
+    ensure_ascii=False, separators=(",", ":"))``, without the per-fix encoder."""
+    try:
+        vals = _values(fix)
+        extras = _extras(fix.extras, ",")
+    except _NotPlain:
+        return _ENCODE(fix.to_json())
+    return "{" + ",".join(map(str.__add__, _COMPACT_KEYS, vals)) + ',"extras":' + extras + "}"
+
+
+def _live_json(fix: Fix, vehicle_id: int | None) -> str:
+    """``json.dumps(fix.to_json() | {"vehicle_id": vehicle_id}, ensure_ascii=False)``."""
+    try:
+        vals = _values(fix)
+        extras = _extras(fix.extras, ", ")
+        vehicle = _num(vehicle_id)
+    except _NotPlain:
+        payload = fix.to_json()
+        payload["vehicle_id"] = vehicle_id
+        return _LIVE_ENCODE(payload)
+    return ("{" + ", ".join(map(str.__add__, _SPACED_KEYS, vals)) + ', "extras": ' + extras
+            + ', "vehicle_id": ' + vehicle + "}")
 
 
 def decode_entry(fields: dict[bytes, bytes] | dict[str, str]) -> Routed:
@@ -72,23 +183,37 @@ class RedisSink:
         if not items:
             return
         pipe = self.client.pipeline(transaction=False)
-        for item in items:
-            pipe.xadd(self.stream, encode_entry(item), maxlen=self.maxlen, approximate=True)
+        maxlen = self.maxlen
+        if type(maxlen) is int and maxlen >= 0:
+            # What pipe.xadd(stream, encode_entry(item), maxlen=maxlen, approximate=True)
+            # sends, with xadd's argument checks and list building done once per batch.
+            head = (self.stream, b"MAXLEN", b"~", str(maxlen), "*")
+            command = pipe.execute_command
+            for item in items:
+                vehicle_id = item.vehicle_id
+                command("XADD", *head, "fix", fix_json(item.fix),
+                        "vehicle_id", "" if vehicle_id is None else str(vehicle_id))
+        else:
+            for item in items:
+                pipe.xadd(self.stream, encode_entry(item), maxlen=maxlen, approximate=True)
         pipe.execute()
         self.update_live(items)
 
     def update_live(self, items: Sequence[Routed]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        args: list[object] = []
         for item in items:
             fix = item.fix
             if not fix.valid:
                 continue
-            payload = fix.to_json()
-            payload["vehicle_id"] = item.vehicle_id
-            self._live(keys=[LIVE_LAST, LIVE_GEO],
-                       args=[fix.terminal_id, int(fix.time.timestamp() * 1000),
-                             json.dumps(payload, ensure_ascii=False), fix.lon, fix.lat,
-                             LIVE_CHANNEL], client=pipe)
+            args += (fix.terminal_id, int(fix.time.timestamp() * 1000),
+                     _live_json(fix, item.vehicle_id), fix.lon, fix.lat)
+        if not args:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        step = 5 * LIVE_BATCH
+        for i in range(0, len(args), step):
+            self._live(keys=[LIVE_LAST, LIVE_GEO], args=[LIVE_CHANNEL, *args[i : i + step]],
+                       client=pipe)
         pipe.execute()
 
 
