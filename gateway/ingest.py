@@ -7,9 +7,9 @@ is thread-safe: the MQTT client thread and the JT/T 808 event loop may call it a
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fleet.fix import Fix
@@ -38,17 +38,35 @@ class Sink(Protocol):
     def put(self, items: Sequence[Routed]) -> None: ...
 
 
-@dataclass
 class RejectedAudit:
-    """Rejected fixes kept for audit when configured (bounded, newest last)."""
+    """Rejected fixes kept for audit when configured (``GONGCHE_KEEP_REJECTED=N``).
 
-    limit: int = 10_000
-    items: list[tuple[Fix, str]] = field(default_factory=list)
+    They go to the bounded Redis stream ``fixes:rejected`` (the newest N), each with the
+    reason, so a supervisor or an engineer can see what the filters dropped and why —
+    written in small batches, off the accepted fixes' path.
+    """
+
+    STREAM = "fixes:rejected"
+
+    def __init__(self, limit: int = 10_000, client: Any = None) -> None:
+        self.limit = limit
+        self.client = client
+        self.items: list[tuple[Fix, str]] = []
 
     def add(self, fix: Fix, reason: str) -> None:
         self.items.append((fix, reason))
-        if len(self.items) > self.limit:
+        if self.client is None and len(self.items) > self.limit:
             del self.items[: len(self.items) - self.limit]
+
+    def flush(self) -> None:
+        if self.client is None or not self.items:
+            return
+        batch, self.items = self.items, []
+        pipe = self.client.pipeline(transaction=False)
+        for fix, reason in batch:
+            pipe.xadd(self.STREAM, {"fix": json.dumps(fix.to_json(), ensure_ascii=False),
+                                    "reason": reason}, maxlen=self.limit, approximate=True)
+        pipe.execute()
 
 
 class Ingest:
@@ -129,6 +147,8 @@ class Ingest:
                 metrics.REJECTED.labels(reason or "?", fix.terminal_id).inc()
                 if self.keep_rejected is not None:
                     self.keep_rejected.add(fix, reason or "?")
+            if self.keep_rejected is not None:
+                self.keep_rejected.flush()
         _child("ACCEPTED", protocol).inc(len(accepted))
         return accepted
 

@@ -64,7 +64,8 @@ class Gateway:
         self.settings = settings
         self.directory = TerminalDirectory(engine)
         self.ingest = Ingest(self.directory, RedisSink(client), filter_chain(settings),
-                             RejectedAudit(settings.keep_rejected) if settings.keep_rejected
+                             RejectedAudit(settings.keep_rejected, client)
+                             if settings.keep_rejected
                              else None)
         host, port, user, password = settings.mqtt_endpoint()
         self.mqtt = MqttIngest(MqttConfig(

@@ -200,3 +200,18 @@ def test_filters_from_settings_reject_and_count(fleet: Fleet, engine: Engine,
     assert [r.fix.time for r in routed] == [good.time]
     assert chain.counts == {"accuracy": 1, "future": 1}
     assert ingest.route_nmea("U1", text) == []  # unbound terminal: dropped
+
+
+def test_rejected_fixes_kept_for_audit_when_configured(fleet: Fleet, engine: Engine,
+                                                      redis_url: str) -> None:
+    from gateway.ingest import RejectedAudit
+
+    client = redis.Redis.from_url(redis_url)
+    ingest = Ingest(TerminalDirectory(engine), RedisSink(client),
+                    keep_rejected=RejectedAudit(100, client))
+    zero = Fix("N1", T0, 0.0, 0.0, hdop=1.0)
+    good = Fix("N1", T0 + timedelta(seconds=1), 30.6, 104.0, hdop=1.0)
+    text = "".join("\r\n".join(fix_to_nmea(f)) + "\r\n" for f in (zero, good))
+    assert len(ingest.route_nmea("N1", text)) == 1
+    kept = client.xrange(RejectedAudit.STREAM)
+    assert len(kept) == 1 and kept[0][1][b"reason"] == b"zero"
