@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Debian packages: SpatiaLite for the embedded database; the real services for the tests.
 DEMO_PKGS := libsqlite3-mod-spatialite python3 python3-venv
 TEST_PKGS := $(DEMO_PKGS) postgresql postgresql-postgis mosquitto mosquitto-clients redis-server \
-             chromium
+             chromium fonts-noto-cjk
 
 .PHONY: demo test system-demo system-test venv lint typecheck bench-ingest bench-mileage \
         bench-scheduler clean

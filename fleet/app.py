@@ -131,8 +131,10 @@ def create_app(
     for router in ROUTERS + domain_routers() + (extra_routers or []):
         app.include_router(router)
     from fleet.wiring import wire_domains
+    from web.console import mount_console
 
     wire_domains(app.state.sessionmaker)
+    mount_console(app)
     return app
 
 

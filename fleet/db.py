@@ -100,8 +100,11 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         # pysqlite's own transaction handling defers BEGIN; take it over so that
         # SAVEPOINT/rollback behave as on PostgreSQL (SQLAlchemy docs, "Serializable isolation").
+        # BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads,
+        # then writes after another connection committed, fails at once with "database is
+        # locked" (busy_timeout cannot help a lock upgrade); an immediate one waits its turn.
         event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     return create_engine(url, echo=settings.db_echo, pool_pre_ping=True, **kwargs)
 

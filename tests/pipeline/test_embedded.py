@@ -60,7 +60,7 @@ def test_embedded_pipeline_every_fix_once_via_api(tmp_path: Path) -> None:
         with TestClient(app) as http:
             from sqlalchemy.orm import Session
 
-            from fleet.models import Role, User
+            from fleet.models import Role
             from tests import factories as f
 
             with Session(engine) as db:
@@ -69,7 +69,9 @@ def test_embedded_pipeline_every_fix_once_via_api(tmp_path: Path) -> None:
                 dep = db.query(Department).filter_by(code="simulation").one()
                 admin = f.user(db, Role.admin, dep)
                 db.commit()
-                login = f.login(http, db.get(User, admin.id))  # type: ignore[arg-type]
+                db.refresh(admin)
+            # the session is closed first: on SQLite an open transaction holds the write lock
+            login = f.login(http, admin)
             deadline = time.monotonic() + 30
             live: list[dict[str, object]] = []
             while time.monotonic() < deadline:
