@@ -17,6 +17,7 @@ from fleet.security import decode_token
 from fleet.store import async_redis_client
 from gateway.sink import LIVE_CHANNEL
 from telematics import fences_store, replay, reports, service
+from telematics.processing import EVENTS_CHANNEL
 from telematics.schemas import (
     EventPage,
     EventRead,
@@ -175,7 +176,8 @@ def delete_holiday(day: date, db: DbSession, user: CurrentUser) -> Response:
 
 @router.websocket("/api/live/ws")
 async def live_ws(websocket: WebSocket, token: str = "") -> None:
-    """Push live updates (one JSON object per fix) for the cars the user may see.
+    """Push live updates for the cars the user may see: one JSON object per fix (a live-map
+    row), and telematics events as ``{"kind": "event", "event": {...}}``.
 
     Authenticate with ``?token=<bearer token>`` (browsers cannot set headers on WebSockets).
     """
@@ -192,21 +194,28 @@ async def live_ws(websocket: WebSocket, token: str = "") -> None:
     await websocket.accept()
     client = async_redis_client(app.state.settings.redis_url)
     pubsub = client.pubsub()
-    await pubsub.subscribe(LIVE_CHANNEL)
+    await pubsub.subscribe(LIVE_CHANNEL, EVENTS_CHANNEL)
     try:
         while True:
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if msg is None:
                 continue
-            fix = json.loads(msg["data"])
-            vehicle = allowed.get(fix.get("vehicle_id") or -1)
-            if vehicle is not None:
-                row = service.live_row(fix["terminal_id"], fix, vehicle, datetime.now(UTC))
-                await websocket.send_text(row.model_dump_json())
+            data = json.loads(msg["data"])
+            vehicle = allowed.get(data.get("vehicle_id") or -1)
+            if vehicle is None:
+                continue
+            channel = msg["channel"].decode() if isinstance(msg["channel"], bytes) \
+                else msg["channel"]
+            if channel == EVENTS_CHANNEL:
+                await websocket.send_text(json.dumps({"kind": "event", "event": data},
+                                                     ensure_ascii=False))
+                continue
+            row = service.live_row(data["terminal_id"], data, vehicle, datetime.now(UTC))
+            await websocket.send_text(row.model_dump_json())
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        await pubsub.unsubscribe(LIVE_CHANNEL)
+        await pubsub.unsubscribe(LIVE_CHANNEL, EVENTS_CHANNEL)
         await pubsub.aclose()
         await client.aclose()
 

@@ -293,6 +293,7 @@ VIEWS.live = (root) => {
   const depSel = h("select", { id: "live-dep" }, options([...S.deps.values()].map((d) => [d.id, d.name]), null, { any: t("common.all") }));
   const catSel = h("select", { id: "live-cat" }, options(CATEGORIES, (c) => tEnum("category", c), { any: t("common.all") }));
   const wsState = h("div", { class: "muted", id: "ws-state", text: t("live.ws.off") });
+  const lastEvent = h("div", { class: "muted", id: "last-event", text: "" });
   const count = h("div", { id: "live-count" });
   const list = h("ul", { class: "carlist", id: "car-list" });
   const legend = h("div", { class: "legend" }, Object.entries(STATUS_COLOUR).map(([k, col]) =>
@@ -303,7 +304,7 @@ VIEWS.live = (root) => {
     h("div", { class: "side card" }, h("h2", { text: t("live.title") }),
       h("label", { text: t("field.department") }), depSel,
       h("label", { text: t("field.category") }), catSel,
-      h("p", {}, legend), wsState, count, list)));
+      h("p", {}, legend), wsState, lastEvent, count, list)));
   const map = makeMap(mapEl);
   onCleanup(() => map.remove());
   const layer = L.layerGroup().addTo(map);
@@ -388,7 +389,17 @@ VIEWS.live = (root) => {
     const proto = location.protocol === "https:" ? "wss" : "ws";
     ws = new WebSocket(`${proto}://${location.host}/api/live/ws?token=${encodeURIComponent(S.token)}`);
     ws.onopen = () => { wsState.textContent = t("live.ws.on"); wsState.dataset.state = "on"; };
-    ws.onmessage = (ev) => { try { update(JSON.parse(ev.data)); queueList(); } catch (_) { /* skip */ } };
+    ws.onmessage = (ev) => {
+      try {
+        const msg = JSON.parse(ev.data);
+        if (msg.kind === "event") {  // telematics events (overspeed, geofence, …) share the socket
+          const car = rows.get(msg.event.vehicle_id);
+          lastEvent.textContent = `${t("live.event")}: ${msg.event.type} ${car ? car.plate : ""} ${fmtTime(msg.event.time)}`;
+          return;
+        }
+        update(msg); queueList();
+      } catch (_) { /* skip */ }
+    };
     ws.onclose = () => {
       wsState.textContent = t("live.ws.off"); wsState.dataset.state = "off";
       if (!closed) setTimeout(() => { if (!closed) connect(); }, 5000);

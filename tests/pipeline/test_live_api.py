@@ -77,3 +77,25 @@ def test_websocket_refuses_bad_token(client: TestClient) -> None:
             client.websocket_connect("/api/live/ws?token=forged") as ws:
         ws.receive_text()
     assert exc.value.code == 4401
+
+
+def test_websocket_pushes_events_of_visible_cars(client: TestClient, db: Session) -> None:
+    from telematics.processing import EVENTS_CHANNEL
+
+    a, _b, va, vb = setup_two_departments(db)
+    staff = f.login(client, f.user(db, Role.staff, a))  # type: ignore[arg-type]
+    db.commit()
+    store = redis_client(client.app.state.settings.redis_url)
+    token = staff.headers["Authorization"].split()[1]
+
+    def publish() -> None:
+        time.sleep(0.5)
+        for vid, kind in ((vb, "overspeed"), (va, "geofence_enter")):
+            store.publish(EVENTS_CHANNEL, json.dumps({"type": kind, "vehicle_id": vid,
+                                                      "terminal_id": "x", "time": "t"}))
+
+    with client.websocket_connect(f"/api/live/ws?token={token}") as ws:
+        threading.Thread(target=publish, daemon=True).start()
+        got = json.loads(ws.receive_text())
+    assert got == {"kind": "event", "event": {"type": "geofence_enter", "vehicle_id": va,
+                                              "terminal_id": "x", "time": "t"}}
