@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleet import health
 from fleet.api import ROUTERS
-from fleet.db import make_engine, make_sessionmaker
+from fleet.db import make_engine, make_sessionmaker, writing
 from fleet.errors import DomainError
 from fleet.logging import get_logger
 from fleet.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -122,7 +122,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = session_factory or make_sessionmaker(engine)
+    app.state.sessionmaker = session_factory or make_sessionmaker(writing(engine))
     app.state.redis = redis_client(settings.redis_url)
     app.state.login_limiter = SlidingWindowLimiter(settings.login_attempts_per_minute)
     _install_error_handlers(app)

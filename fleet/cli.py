@@ -144,7 +144,7 @@ def worker() -> None:
     """Run a position writer: Redis stream → positions → trips, stops, events."""
     import threading
 
-    from fleet.db import make_engine
+    from fleet.db import make_engine, writing
     from fleet.logging import configure
     from fleet.store import redis_client
     from telematics.processing import TelematicsProcessor
@@ -152,7 +152,7 @@ def worker() -> None:
 
     settings = _settings()
     configure(settings.log_level)
-    engine, client = make_engine(settings), redis_client(settings.redis_url)
+    engine, client = writing(make_engine(settings)), redis_client(settings.redis_url)
     processor = TelematicsProcessor(engine, client)
     writer = StreamWriter(client, engine, on_stored=processor.on_stored)
     threads = [threading.Thread(target=writer.run, name="writer"),

@@ -100,13 +100,33 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         # pysqlite's own transaction handling defers BEGIN; take it over so that
         # SAVEPOINT/rollback behave as on PostgreSQL (SQLAlchemy docs, "Serializable isolation").
-        # BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads,
-        # then writes after another connection committed, fails at once with "database is
-        # locked" (busy_timeout cannot help a lock upgrade); an immediate one waits its turn.
         event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, echo=settings.db_echo, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """BEGIN, or BEGIN IMMEDIATE on a :func:`writing` engine.
+
+    A deferred transaction that reads, then writes after another connection committed,
+    fails at once with "database is locked" (busy_timeout cannot help a lock upgrade in WAL
+    mode); an immediate one takes the write lock up front and waits its turn. Readers (health
+    probes, reports) stay deferred so they never queue behind writers.
+    """
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writing(engine: Engine) -> Engine:
+    """The engine for units of work that write (API requests, writer, processor).
+
+    On SQLite their transactions start with BEGIN IMMEDIATE; on PostgreSQL it is the same
+    engine (MVCC and row locks need nothing of the kind).
+    """
+    if engine.dialect.name != "sqlite":
+        return engine
+    return engine.execution_options(sqlite_immediate=True)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

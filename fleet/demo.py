@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from fleet import migrate
 from fleet.app import create_app
 from fleet.broker import EmbeddedBroker
-from fleet.db import make_engine, make_sessionmaker, unit_of_work
+from fleet.db import make_engine, make_sessionmaker, unit_of_work, writing
 from fleet.logging import configure, get_logger
 from fleet.models import Terminal, TerminalProtocol
 from fleet.seed import DEMO_PASSWORD, DEMO_USERS, seed
@@ -135,8 +135,8 @@ def run_demo(settings: Settings, port: int | None = None, terminals: int = 20) -
     broker = EmbeddedBroker(host, mqtt_port).start()
     client = redis_client(settings.redis_url)
     gateway = Gateway(settings, engine, client, mqtt_client_id="gongche-demo-gateway").start()
-    processor = TelematicsProcessor(engine, client)
-    writer = StreamWriter(client, engine, block_ms=200, on_stored=processor.on_stored)
+    processor = TelematicsProcessor(writing(engine), client)
+    writer = StreamWriter(client, writing(engine), block_ms=200, on_stored=processor.on_stored)
     writer_thread = threading.Thread(target=writer.run, name="writer", daemon=True)
     writer_thread.start()
     threading.Thread(target=processor.run_ticks, args=(writer.stopped, 30.0),

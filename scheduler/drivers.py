@@ -23,7 +23,57 @@ from scheduler.model import Driver, Problem, Route, Vehicle
 
 def _match(weights: Mapping[str, Mapping[str, int]], cover_all: bool,
            time_limit: float = 5.0) -> dict[str, str] | None:
-    """Max-weight bipartite matching rows→cols; ``cover_all`` makes every row matched."""
+    """Max-weight bipartite matching rows→cols; ``cover_all`` makes every row matched.
+
+    Solved exactly as a min-cost flow (polynomial: 200 cars × 250 drivers in milliseconds;
+    CP-SAT with one worker found no solution at all in 5 s on that size).  CP-SAT remains
+    the fallback should the flow solver refuse the input.
+    """
+    flow = _match_flow(weights, cover_all)
+    if flow is not False:
+        return flow  # type: ignore[return-value]
+    return _match_cpsat(weights, cover_all, time_limit)
+
+
+def _match_flow(weights: Mapping[str, Mapping[str, int]], cover_all: bool
+                ) -> dict[str, str] | None | bool:
+    """Min-cost-flow matching; ``False`` when the flow solver fails (not infeasible)."""
+    from ortools.graph.python import min_cost_flow
+
+    rows = list(weights)
+    cols = sorted({c for cs in weights.values() for c in cs})
+    if cover_all and any(not weights[r] for r in rows):
+        return None
+    if not rows:
+        return {}
+    ri = {r: 1 + i for i, r in enumerate(rows)}
+    ci = {c: 1 + len(rows) + j for j, c in enumerate(cols)}
+    src, sink = 0, 1 + len(rows) + len(cols)
+    smcf = min_cost_flow.SimpleMinCostFlow()
+    top = max((w for cs in weights.values() for w in cs.values()), default=0) + 1
+    pair_arcs: dict[int, tuple[str, str]] = {}
+    for r in rows:
+        smcf.add_arc_with_capacity_and_unit_cost(src, ri[r], 1, 0)
+        if not cover_all:  # leaving a row unmatched costs nothing extra
+            smcf.add_arc_with_capacity_and_unit_cost(ri[r], sink, 1, top)
+        for c, w in weights[r].items():
+            # cost top - w ≥ 1 beats "unmatched" (top) exactly when w > 0
+            pair_arcs[smcf.add_arc_with_capacity_and_unit_cost(ri[r], ci[c], 1, top - w)] = (r, c)
+    for c in cols:
+        smcf.add_arc_with_capacity_and_unit_cost(ci[c], sink, 1, 0)
+    smcf.set_node_supply(src, len(rows))
+    smcf.set_node_supply(sink, -len(rows))
+    status = smcf.solve()
+    if status == smcf.INFEASIBLE:
+        return None
+    if status != smcf.OPTIMAL:
+        return False
+    return {pair_arcs[a][0]: pair_arcs[a][1] for a in pair_arcs if smcf.flow(a) > 0}
+
+
+def _match_cpsat(weights: Mapping[str, Mapping[str, int]], cover_all: bool,
+                 time_limit: float) -> dict[str, str] | None:
+    """The CP-SAT formulation (fallback)."""
     model = cp_model.CpModel()
     x: dict[tuple[str, str], cp_model.IntVar] = {}
     for r, cols in weights.items():
@@ -110,16 +160,27 @@ def driver_fits_route(problem: Problem, d: Driver, v: Vehicle, route: Route,
 
 def assign_after_routing(problem: Problem, routes: list[Route]) -> dict[str, str] | None:
     """Exact assignment vehicle id → driver id for the used routes (None if impossible)."""
+    from scheduler.timing import visits_of
+
     vehicles = {v.id: v for v in problem.vehicles}
+    by_id = {b.id: b for b in problem.bookings}
     weights: dict[str, dict[str, int]] = {}
     for r in routes:
         if not r.used:
             continue
         v = vehicles[r.vehicle_id]
+        visits = visits_of(problem, r, by_id)
+        # Necessary condition, cheap: some shift spans the drive out to the first stop and
+        # back from the last one (the break rule can only make the route longer).
+        inner = [s for s in r.stops if s.booking_id is not None]
+        lo = inner[0].start - float(problem.durations[r.stops[0].node, inner[0].node])
+        hi = inner[-1].departure + float(problem.durations[inner[-1].node, r.stops[-1].node])
         # Prefer keeping the pre-routing pairing (stable plans are easier to announce).
         weights[r.vehicle_id] = {
             d.id: 2 if d.id == r.driver_id else 1
-            for d in problem.drivers if driver_fits_route(problem, d, v, r)
+            for d in problem.drivers
+            if any(a - 1e-6 <= lo and hi <= b + 1e-6 for a, b in d.shifts)
+            and driver_fits_route(problem, d, v, r, visits)
         }
     if not weights:
         return {}

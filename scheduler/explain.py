@@ -58,6 +58,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "driver_rules": ("Booking {id} fits only if driver rules (shifts, licences, driving time, "
                      "breaks) are relaxed.",
                      "只有放宽驾驶员规则（班次、驾照、驾驶时长、休息）才能安排用车单 {id}。"),
+    "not_explained": ("Booking {id} could not be placed; the time limit cut its explanation "
+                      "short (re-run with a longer time limit for the reason).",
+                      "用车单 {id} 无法安排；时限内未能给出原因，延长时限可得详细原因。"),
     "not_inserted": ("Booking {id} could not be placed; no single relaxation explains it.",
                      "用车单 {id} 无法安排，单项放宽约束均无法解释。"),
 }
@@ -153,13 +156,24 @@ def _relaxations(problem: Problem, b: Booking) -> list[tuple[str, Problem, Booki
             ("time_window_conflict", problem, wide), ("fleet_busy", extra, b)]
 
 
-def explain_unserved(problem: Problem, plan: Plan, dropped: list[Booking]) -> list[Unserved]:
-    """A reason for every booking the solver left out."""
+def explain_unserved(problem: Problem, plan: Plan, dropped: list[Booking],
+                     deadline: float | None = None) -> list[Unserved]:
+    """A reason for every booking the solver left out.
+
+    Past ``deadline`` (``time.monotonic()``) only the static pre-check runs; bookings it
+    cannot explain get ``not_explained`` (big days: each relaxation is an insertion over
+    every route).
+    """
+    import time
+
     out: list[Unserved] = []
     for b in dropped:
         pre = precheck(problem, b)
         if pre is not None:
             out.append(pre)
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            out.append(unserved("not_explained", b))
             continue
         if _relaxed_fits(_without(problem, b), plan, b):
             out.append(unserved("solver_time", b))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from scheduler.compat import vehicle_fits
 from scheduler.drivers import driver_fits_route
-from scheduler.model import Booking, Plan, Problem, Route, Unserved, Vehicle, plan_totals
+from scheduler.model import Booking, Driver, Plan, Problem, Route, Unserved, Vehicle, plan_totals
 from scheduler.timing import schedule, visit_service, visit_window, visits_of
 
 #: How many cheapest position pairs are re-timed exactly before giving up on a route.
@@ -148,9 +148,13 @@ def _driver_for(problem: Problem, plan: Plan, v: Vehicle, route: Route,
 
 
 def _best_on_route(problem: Problem, plan: Plan, v: Vehicle, route: Route,
-                   b: Booking, by_id: dict[str, Booking] | None = None
+                   b: Booking, by_id: dict[str, Booking] | None = None,
+                   drivers: dict[str, Driver] | None = None
                    ) -> tuple[float, Route] | None:
-    driver = problem.driver(route.driver_id) if (problem.drivers and route.driver_id) else None
+    driver = None
+    if problem.drivers and route.driver_id:
+        driver = (drivers[route.driver_id] if drivers is not None and route.driver_id in drivers
+                  else problem.driver(route.driver_id))
     if not vehicle_fits(b, v, driver):
         return None
     by_id = by_id if by_id is not None else {x.id: x for x in problem.bookings}
@@ -191,11 +195,12 @@ def best_insertion(problem: Problem, plan: Plan, b: Booking,
     vehicles = {v.id: v for v in problem.vehicles}
     routes = _routes_by_vehicle(problem, plan)
     by_id = {x.id: x for x in problem.bookings}
+    drivers = {d.id: d for d in problem.drivers}
     for vid, route in routes.items():
         if skip and vid in skip:
             continue
         v = vehicles[vid]
-        res = _best_on_route(problem, plan, v, route, b, by_id)
+        res = _best_on_route(problem, plan, v, route, b, by_id, drivers)
         if res is None:
             continue
         # An idle car costs its fixed cost on top of the detour.
@@ -250,19 +255,23 @@ def _preempt(problem: Problem, plan: Plan, b: Booking) -> InsertResult | None:
     """Remove one lower-priority booking so that ``b`` fits; re-place the bumped one."""
     frozen = {f.booking_id for legs in problem.frozen.values() for f in legs}
     vehicles = {v.id: v for v in problem.vehicles}
+    by_id = {x.id: x for x in problem.bookings}
+    drivers = {d.id: d for d in problem.drivers}
     options: list[tuple[int, float, str, Route]] = []
     for route in plan.routes:
         v = vehicles[route.vehicle_id]
-        visits = visits_of(problem, route)
+        if not vehicle_fits(b, v, drivers.get(route.driver_id or "")):
+            continue  # bumping anyone from a car the booking cannot use is pointless
+        visits = visits_of(problem, route, by_id)
         for victim in route.booking_ids():
-            vb = problem.booking(victim)
+            vb = by_id[victim]
             if vb.rank >= b.rank or victim in frozen:
                 continue
             rest = [x for x in visits if x[0].id != victim]
             base = schedule(problem, v, rest, route.driver_id)
             if base is None:
                 continue
-            res = _best_on_route(problem, plan, v, base, b)
+            res = _best_on_route(problem, plan, v, base, b, by_id, drivers)
             if res is not None:
                 options.append((vb.rank, res[0], victim, res[1]))
     if not options:

@@ -97,6 +97,14 @@ class SolveOptions:
     hgs_first_share: float = 0.4
     #: Share of the remaining time for the HGS attempt with one vehicle fewer.
     hgs_fewer_share: float = 0.5
+    #: Explanations of unserved bookings may run this share of the time limit past it
+    #: (then only the static pre-check; the rest get ``not_explained``).
+    explain_share: float = 0.1
+    #: Charge every arc the drivers' break allowance in the engines (see
+    #: ``_break_allowance``).  Without it the engines ignore breaks and the timing/repair
+    #: step (validator-backed) enforces them — better when long waits are the norm, as on
+    #: official-car days where the car waits through every booking.
+    break_allowance: bool = True
 
 
 @dataclass
@@ -130,7 +138,7 @@ def _penalty_base(problem: Problem, scale: float, fixed_costs: bool) -> int:
 def _build(problem: Problem, vehicles: list[VehicleT], bookings: list[Booking],
            allowed: dict[str, list[str]], scale: float,
            windows: dict[str, tuple[float, float]], drivers: dict[str, Driver],
-           fixed_costs: bool = True) -> _Model:
+           fixed_costs: bool = True, allowance: bool = True) -> _Model:
     """Build the routing model for ``bookings`` on ``vehicles``."""
     depots = sorted({v.origin for v in vehicles} | {v.destination for v in vehicles})
     depot_pos = {n: i for i, n in enumerate(depots)}
@@ -147,7 +155,8 @@ def _build(problem: Problem, vehicles: list[VehicleT], bookings: list[Booking],
     dist = np.rint(problem.distances[np.ix_(loc, loc)] * scale).astype(np.int64)
     travel = np.ceil(problem.durations[np.ix_(loc, loc)] * scale - 1e-7).astype(np.int64)
     svc_int = np.ceil(svc * scale - 1e-7).astype(np.int64)
-    tmat = travel + _break_allowance(travel, drivers, windows) + svc_int[:, None]
+    extra = _break_allowance(travel, drivers, windows) if allowance else 0
+    tmat = travel + extra + svc_int[:, None]
     np.fill_diagonal(tmat, 0)
     np.fill_diagonal(dist, 0)
 
@@ -419,7 +428,7 @@ class _Search:
         would drown the arc costs it is meant to guide.
         """
         return _build(self.p, vehicles, self.bookings, self.allowed, self.o.scale,
-                      self.windows, self.drivers, fixed_costs)
+                      self.windows, self.drivers, fixed_costs, self.o.break_allowance)
 
     def frozen_seed(self) -> Routes | None:
         """Initial routes holding only the frozen legs (plus the drop-offs they owe), so
@@ -456,7 +465,8 @@ class _Search:
         cap = min(self.o.time_limit * share, max(0.05, self.left() - 0.2))
         try:
             travel = np.ceil(self.p.durations * self.o.scale - 1e-7).astype(np.int64)
-            extra = _break_allowance(travel, self.drivers, self.windows)
+            extra = (_break_allowance(travel, self.drivers, self.windows)
+                     if self.o.break_allowance else np.zeros_like(travel))
             routes = solve_vroom(self.p, self.o.scale, self.o.vroom_exploration, self.o.threads,
                                  vehicles=vehicles, bookings=self.bookings, timeout=cap,
                                  allowed=self.allowed, extra=extra if extra.any() else None)
@@ -568,6 +578,14 @@ class _Search:
 
     def polish(self, best: Routes | None) -> Routes | None:
         if self.left() < 0.2 and best is not None:
+            return best
+        # Building the OR-Tools model is quadratic in the stops (about 2 µs per matrix
+        # entry on a busy core); when that alone would eat most of the time left, the seed
+        # is the answer.
+        stops = sum(2 if b.pickup is not None else 1 for b in self.bookings)
+        if best is not None and 2e-6 * stops ** 2 > 0.5 * self.left():
+            self.note(f"polish skipped: a {stops}-stop model takes longer to build than the "
+                      "time left")
             return best
         fleet, fixed = self.vehicles, True
         if best and self.o.minimise_vehicles and len(_served(best)) == len(self.bookings):
@@ -706,14 +724,16 @@ def solve(problem: Problem, options: SolveOptions | None = None) -> Plan:
     plan, dropped = _plan_from(problem, best, vehicles, final, search.times.get(id(best)))
     served = _served(best) - {b.id for b in dropped}
     leftovers = [b for b in bookings if b.id not in served]
-    if leftovers:  # bounded: at most 10 % of the time limit on top
+    if leftovers:  # what is left of the time limit (a skipped polish), plus at most 10 %
         plan = _place_leftovers(problem, plan, leftovers,
-                                time.monotonic() + 0.1 * opts.time_limit)
+                                max(search.deadline, time.monotonic()) + 0.1 * opts.time_limit)
     served = {bid for r in plan.routes for bid in r.booking_ids()}
     plan.unserved = list(rejected.values())
     dropped = [b for b in bookings if b.id not in served]
     if dropped:
-        plan.unserved += (explain_unserved(problem, plan, dropped) if opts.explain else [
+        budget = t0 + max(opts.time_limit, 1.0) * (1 + opts.explain_share)
+        plan.unserved += (explain_unserved(problem, plan, dropped, deadline=budget)
+                          if opts.explain else [
             Unserved(b.id, "not_inserted", "not placed by the solver") for b in dropped])
     plan.meta.update({"seconds": time.monotonic() - t0, "log": search.log,
                       "engines": _engines(opts, search)})

@@ -122,7 +122,8 @@ def _leave_late(problem: Problem, stops: list[Stop], rest: Driver | None) -> Non
     if leave <= stops[0].departure:
         return
     if rest is not None and first.departure - first.arrival >= rest.break_duration and \
-            first.departure - (leave + travel) < rest.break_duration:
+            first.departure - (leave + travel) < rest.break_duration and \
+            _driving(problem, stops) > rest.break_after:
         return
     stops[0].arrival = stops[0].start = stops[0].departure = leave
     first.arrival = leave + travel
@@ -135,3 +136,9 @@ def visits_of(problem: Problem, route: Route,
         by_id = {b.id: b for b in problem.bookings}
     return [(by_id[s.booking_id], s.kind) for s in route.stops
             if s.booking_id is not None]
+
+
+def _driving(problem: Problem, stops: list[Stop]) -> float:
+    """Seconds of driving along the stops (no break is ever due below ``break_after``)."""
+    dur = problem.durations
+    return float(sum(dur[a.node, b.node] for a, b in zip(stops, stops[1:], strict=False)))

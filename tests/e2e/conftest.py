@@ -35,7 +35,7 @@ class Server:
     settings: Any
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down before other packages run
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`gongche demo` on embedded defaults (SpatiaLite file, amqtt, in-process store, gateway,
     writer, simulated cars) with the console mounted, on free ports."""
@@ -44,7 +44,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     from fleet import migrate
     from fleet.app import create_app
     from fleet.broker import EmbeddedBroker
-    from fleet.db import make_engine, make_sessionmaker, unit_of_work
+    from fleet.db import make_engine, make_sessionmaker, unit_of_work, writing
     from fleet.demo import Simulation, demo_cars
     from fleet.localservices import free_port, wait_port
     from fleet.seed import seed
@@ -67,8 +67,8 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     client = redis_client(settings.redis_url)
     client.flushall()
     gateway = Gateway(settings, engine, client, mqtt_client_id="e2e-gateway").start()
-    processor = TelematicsProcessor(engine, client)
-    writer = StreamWriter(client, engine, block_ms=200, on_stored=processor.on_stored)
+    processor = TelematicsProcessor(writing(engine), client)
+    writer = StreamWriter(client, writing(engine), block_ms=200, on_stored=processor.on_stored)
     writer_thread = threading.Thread(target=writer.run, name="e2e-writer", daemon=True)
     writer_thread.start()
     simulation = Simulation(settings, demo_cars(engine, 6), gateway.jt808_port)
@@ -133,7 +133,7 @@ class Browser:
         page.wait_for_selector("#menu a")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down before other packages run
 def browser(console_server: Server) -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 

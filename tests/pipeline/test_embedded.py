@@ -19,7 +19,7 @@ import pytest
 from fleet import migrate
 from fleet.app import create_app
 from fleet.broker import EmbeddedBroker
-from fleet.db import make_engine
+from fleet.db import make_engine, writing
 from fleet.localservices import free_port, wait_port
 from fleet.settings import EMBEDDED_REDIS, Settings
 from fleet.store import redis_client
@@ -63,7 +63,7 @@ def test_embedded_pipeline_every_fix_once_via_api(tmp_path: Path) -> None:
             from fleet.models import Role
             from tests import factories as f
 
-            with Session(engine) as db:
+            with Session(writing(engine)) as db:  # the writer commits meanwhile
                 from fleet.models import Department
 
                 dep = db.query(Department).filter_by(code="simulation").one()
