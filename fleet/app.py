@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleet import health
@@ -46,6 +46,14 @@ def _install_error_handlers(app: FastAPI) -> None:
                   for e in exc.errors()]
         summary = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
         return JSONResponse({"error": "invalid", "detail": summary, "errors": errors},
+                            status_code=422)
+
+    @app.exception_handler(DataError)
+    async def data_error(_: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot hold (an integer beyond the column's range, a NUL
+        # character in text): the request is wrong, not the server.
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+        return JSONResponse({"error": "invalid", "detail": f"value out of range: {reason}"},
                             status_code=422)
 
     @app.exception_handler(IntegrityError)

@@ -314,6 +314,37 @@ def bench_scheduler(
         instances.split(",") if instances else None)
 
 
+@bench_app.command("faults")
+def bench_faults(terminals: int = 4, rate: float = 4.0,
+                 json_path: Annotated[str, typer.Option("--json")] = "bench/results/faults.json"
+                 ) -> None:
+    """Restarts and SIGKILLs under steady load: sent, stored, lost, duplicated per fault."""
+    from bench.faults import run
+
+    run(json_path, terminals=terminals, rate=rate)
+
+
+@bench_app.command("fuzz")
+def bench_fuzz(inputs: int = 100_000, seed: int = 1,
+               json_path: Annotated[str, typer.Option("--json")] = "bench/results/fuzz.json"
+               ) -> None:
+    """Coverage-guided fuzzing (atheris) of the NMEA and JT/T 808 decoders."""
+    from bench.fuzz import run
+
+    if run(inputs, json_path, seed)["crashes"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("api")
+def bench_api(rate: float = 200.0, seconds: float = 10.0, concurrency: int = 12,
+              json_path: Annotated[str, typer.Option("--json")] = "bench/results/api.json"
+              ) -> None:
+    """Booking and query API throughput and p50/p99 latency (uvicorn on PostGIS)."""
+    from bench.api import run
+
+    run(json_path, rate=rate, seconds=seconds, concurrency=concurrency)
+
+
 def _register_domain_commands() -> None:
     """Sub-commands owned by domain packages (each exposes a typer app)."""
     from ledger.cli import ledger_app

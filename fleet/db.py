@@ -103,6 +103,11 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    # The pool must hold as many connections as requests can be in flight (FastAPI runs
+    # sync endpoints on a 40-thread pool): a smaller pool deadlocks under load, requests
+    # holding connections while waiting for threads and threads waiting for connections.
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 40)
     return create_engine(url, echo=settings.db_echo, pool_pre_ping=True, **kwargs)
 
 

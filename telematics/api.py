@@ -158,7 +158,8 @@ def mileage_report(db: DbSession, user: CurrentUser, start: From, end: To,
 
 # --- holiday calendar (节假日) -------------------------------------------------------------
 @router.get("/api/holidays", response_model=list[HolidayRead])
-def holidays(db: DbSession, user: CurrentUser, year: int | None = None) -> object:
+def holidays(db: DbSession, user: CurrentUser,
+             year: Annotated[int | None, Query(ge=1, le=9999)] = None) -> object:
     return service.list_holidays(db, user, year)
 
 

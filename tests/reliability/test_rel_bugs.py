@@ -1,0 +1,152 @@
+"""Minimal, deterministic reproductions of the data-loss bugs the fault scenario found.
+
+Each is marked ``xfail(strict=True)`` naming the bug: when it is fixed the test passes, the
+strict xfail fails, and the marker must be removed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from bench.faults import start_mosquitto, stop_mosquitto
+from fleet.fix import Fix
+from fleet.models import TerminalProtocol
+from gateway.directory import Entry
+from gateway.ingest import Ingest
+from gateway.mqtt import SHARED_TOPIC, MqttConfig, MqttIngest
+from gateway.sink import Routed
+from simulators.noise import fix_to_nmea
+from tests.services import Mosquitto
+
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+class _Directory:
+    """A terminal directory whose database is down for the first ``failures`` lookups."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.entry_nmea = Entry("N1", 1, TerminalProtocol.nmea_mqtt, None)
+        self.entry_jt = Entry("J1", 2, TerminalProtocol.jt808, "code")
+
+    def _maybe_fail(self) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("database is down")
+
+    def by_id(self, terminal_id: str) -> Entry | None:
+        self._maybe_fail()
+        return self.entry_nmea if terminal_id == "N1" else None
+
+    def by_phone(self, phone: str) -> Entry | None:
+        self._maybe_fail()
+        return self.entry_jt if phone.lstrip("0") == "13800000001" else None
+
+
+class _Sink:
+    """A stream that is down for the first ``failures`` puts."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.items: list[Routed] = []
+
+    def put(self, items: Sequence[Routed]) -> None:
+        if self.failures > 0 and items:
+            self.failures -= 1
+            raise ConnectionError("Redis is down")
+        self.items += items
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG gateway/ingest.py Ingest.put_jt808 (and route_jt808/_filter): FilterChain.apply "
+    "remembers the fix's time as accepted before sink.put runs; when the put fails (Redis "
+    "down) the server answers result 1, the terminal resends, the resend is rejected as "
+    "'duplicate', an empty put succeeds and the terminal gets result 0: the fix is lost. "
+    "Fix: filter without remembering until the put succeeded (or forget on failure)."))
+def test_jt808_resend_after_sink_failure_is_stored() -> None:
+    sink = _Sink(failures=1)
+    ingest = Ingest(_Directory(), sink)  # type: ignore[arg-type]
+    fix = Fix("013800000001", T0, 30.6, 104.0, speed_kmh=30.0)
+    with pytest.raises(ConnectionError):
+        ingest.put_jt808([fix])  # the server answers result 1: "resend"
+    ingest.put_jt808([fix])  # the terminal's resend after reconnecting
+    assert [i.fix.time for i in sink.items] == [T0]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG gateway/mqtt.py MqttIngest._handle: an exception from ingest.route_nmea (the "
+    "terminal directory cannot refresh while PostgreSQL is down) is logged as "
+    "nmea_payload_failed and the message is then acknowledged to the broker anyway, so "
+    "the broker never redelivers it: the fix is lost. Fix: treat a lookup failure like a "
+    "sink failure (retry, do not ack) and only drop payloads that fail to decode."))
+def test_mqtt_message_not_acked_when_directory_lookup_fails() -> None:
+    sink = _Sink()
+    ingest = Ingest(_Directory(failures=1), sink)  # type: ignore[arg-type]
+    gw = MqttIngest(MqttConfig("127.0.0.1", 1, client_id="bug-repro"), ingest)
+    acked: list[int] = []
+    gw.client.ack = lambda mid, qos: acked.append(mid)  # type: ignore[method-assign]
+    msg = mqtt.MQTTMessage(mid=7, topic=b"gongche/t/N1/nmea")
+    msg.payload = ("\r\n".join(fix_to_nmea(Fix("N1", T0, 30.6, 104.0, speed_kmh=30.0)))
+                   + "\r\n").encode()
+    msg.qos = 1
+    worker = threading.Thread(target=gw._handle, args=([msg],), daemon=True)
+    worker.start()
+    worker.join(5)
+    gw._stop.set()
+    worker.join(5)
+    # acknowledged only once its fix is in the stream — or not at all (redelivered later)
+    assert not acked or [i.fix.time for i in sink.items] == [T0]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG (deployment: gateway/mqtt.py's $share/gateway/... subscription on Mosquitto 2.0.11): "
+    "Mosquitto does not restore shared subscriptions of persistent sessions from its "
+    "persistence file, so QoS 1 messages published after a broker restart and before the "
+    "gateway re-subscribes are dropped (a plain subscription keeps them). Fix: subscribe "
+    "without $share when one gateway runs (a setting), or a broker that persists shared "
+    "subscriptions (EMQX, Mosquitto ≥ 2.1?) — verify."))
+def test_mosquitto_restart_keeps_messages_for_the_shared_gateway_session() -> None:
+    mq = Mosquitto()
+    mq.users["N1"] = "pw-N1"
+    mq.start()
+    got: list[bytes] = []
+    try:
+        def gateway_client() -> mqtt.Client:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="gw-shared-repro",
+                            protocol=mqtt.MQTTv311, clean_session=False)
+            c.username_pw_set("gateway", mq.users["gateway"])
+            c.on_message = lambda _c, _u, m: got.append(m.payload)
+            c.connect("127.0.0.1", mq.port)
+            c.loop_start()
+            return c
+
+        gw = gateway_client()
+        gw.subscribe(SHARED_TOPIC, qos=1)
+        time.sleep(0.5)
+        gw.loop_stop()  # the gateway goes away without unsubscribing (crash)
+        gw.socket().close()
+        time.sleep(0.5)
+        stop_mosquitto(mq)  # a clean restart: Mosquitto saves its persistence file
+        start_mosquitto(mq)
+        term = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="term-N1-repro",
+                           protocol=mqtt.MQTTv311, clean_session=False)
+        term.username_pw_set("N1", "pw-N1")
+        term.connect("127.0.0.1", mq.port)
+        term.loop_start()
+        for i in range(3):
+            term.publish("gongche/t/N1/nmea", f"m{i}", qos=1).wait_for_publish(5)
+        term.loop_stop()
+        gw2 = gateway_client()  # the gateway comes back with the same client id
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        gw2.loop_stop()
+    finally:
+        mq.stop()
+    assert got == [b"m0", b"m1", b"m2"]
