@@ -20,7 +20,7 @@ still recognised.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -254,6 +254,14 @@ class FilterChain:
     def _count(self, terminal_id: str, reason: str) -> None:
         self.counts[reason] += 1
         self.counts_by_terminal.setdefault(terminal_id, Counter())[reason] += 1
+
+    def forget(self, fixes: Iterable[Fix]) -> None:
+        """Un-remember accepted fixes that could not be handed on (the sink failed), so the
+        terminal's resend is accepted again instead of being dropped as a duplicate."""
+        for fix in fixes:
+            state = self._state.get(fix.terminal_id)
+            if state is not None:
+                state.recent.pop(fix.time, None)
 
     def _remember(self, ctx: _Context) -> None:
         state, fix = ctx.state, ctx.fix

@@ -114,10 +114,19 @@ class Ingest:
         return out
 
     def put_jt808(self, fixes: Sequence[Fix]) -> None:
-        self.sink.put(self.route_jt808(fixes))
+        self.put(self.route_jt808(fixes))
 
     def put_nmea(self, terminal_id: str, payload: bytes | str) -> None:
-        self.sink.put(self.route_nmea(terminal_id, payload))
+        self.put(self.route_nmea(terminal_id, payload))
+
+    def put(self, routed: Sequence[Routed]) -> None:
+        """Hand on; if the sink fails, forget the fixes so the terminal's resend is taken."""
+        try:
+            self.sink.put(routed)
+        except Exception:
+            with self._lock:
+                self.filters.forget(r.fix for r in routed)
+            raise
 
     # --- shared ---------------------------------------------------------------------------
     def _admissible(self, entry: Entry | None, protocol: str, terminal: str) -> bool:

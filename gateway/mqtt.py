@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from sqlalchemy.exc import SQLAlchemyError
 
 from fleet.logging import get_logger
 from gateway.ingest import Ingest
@@ -159,10 +160,20 @@ class MqttIngest:
             terminal = terminal_from_topic(msg.topic)
             if terminal is None:
                 continue
-            try:
-                routed += self.ingest.route_nmea(terminal, msg.payload)
-            except Exception as exc:  # one bad payload must never stop the gateway
-                log.error("nmea_payload_failed", terminal=terminal, error=str(exc)[:200])
+            while True:
+                try:
+                    routed += self.ingest.route_nmea(terminal, msg.payload)
+                    break
+                except (SQLAlchemyError, OSError) as exc:  # the directory is unreachable:
+                    # transient — retry; never acknowledge a message whose fixes are not
+                    # in the stream (on shutdown it stays unacked and the broker redelivers)
+                    log.warning("directory_unavailable", terminal=terminal,
+                                error=str(exc)[:200])
+                    if self._stop.wait(0.5):
+                        return
+                except Exception as exc:  # a poison payload must never stop the gateway
+                    log.error("nmea_payload_failed", terminal=terminal, error=str(exc)[:200])
+                    break
         while not self._stop.is_set() or routed:
             try:
                 self.ingest.sink.put(routed)

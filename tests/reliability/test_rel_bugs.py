@@ -63,12 +63,6 @@ class _Sink:
         self.items += items
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG gateway/ingest.py Ingest.put_jt808 (and route_jt808/_filter): FilterChain.apply "
-    "remembers the fix's time as accepted before sink.put runs; when the put fails (Redis "
-    "down) the server answers result 1, the terminal resends, the resend is rejected as "
-    "'duplicate', an empty put succeeds and the terminal gets result 0: the fix is lost. "
-    "Fix: filter without remembering until the put succeeded (or forget on failure)."))
 def test_jt808_resend_after_sink_failure_is_stored() -> None:
     sink = _Sink(failures=1)
     ingest = Ingest(_Directory(), sink)  # type: ignore[arg-type]
@@ -79,12 +73,6 @@ def test_jt808_resend_after_sink_failure_is_stored() -> None:
     assert [i.fix.time for i in sink.items] == [T0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG gateway/mqtt.py MqttIngest._handle: an exception from ingest.route_nmea (the "
-    "terminal directory cannot refresh while PostgreSQL is down) is logged as "
-    "nmea_payload_failed and the message is then acknowledged to the broker anyway, so "
-    "the broker never redelivers it: the fix is lost. Fix: treat a lookup failure like a "
-    "sink failure (retry, do not ack) and only drop payloads that fail to decode."))
 def test_mqtt_message_not_acked_when_directory_lookup_fails() -> None:
     sink = _Sink()
     ingest = Ingest(_Directory(failures=1), sink)  # type: ignore[arg-type]

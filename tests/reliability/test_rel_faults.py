@@ -57,20 +57,10 @@ def test_mosquitto_restart_exactly_once(scenario: dict[str, Any]) -> None:
     _exactly_once(_fault(scenario, "mosquitto_restart"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG gateway/ingest.py put_jt808: the filter chain records a fix's time as accepted "
-    "before sink.put; when Redis is down the terminal gets result 1 and resends, and the "
-    "resend is dropped as 'duplicate' and acknowledged with result 0 — the fix is lost "
-    "(see test_rel_bugs::test_jt808_resend_after_sink_failure_is_stored)"))
 def test_redis_kill9_exactly_once(scenario: dict[str, Any]) -> None:
     _exactly_once(_fault(scenario, "redis_kill9"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG gateway/mqtt.py MqttIngest._handle: when route_nmea raises (terminal directory "
-    "refresh fails while PostgreSQL is down) the message is logged as nmea_payload_failed "
-    "and then acknowledged to the broker — the fix is lost instead of redelivered "
-    "(see test_rel_bugs::test_mqtt_message_not_acked_when_directory_lookup_fails)"))
 def test_postgres_crash_exactly_once(scenario: dict[str, Any]) -> None:
     _exactly_once(_fault(scenario, "postgres_crash"))
 
