@@ -31,6 +31,7 @@ from fleet.store import redis_client
 from gateway.runner import Gateway
 from simulators.city import City, build_city
 from simulators.noise import NoiseConfig, observe
+from simulators.run import ERRANDS, GARAGES
 from simulators.terminals import Jt808Terminal, MqttTerminal, replay_in_real_time
 from simulators.tracks import simulate_itinerary
 from telematics.processing import TelematicsProcessor
@@ -38,10 +39,6 @@ from telematics.writer import StreamWriter
 
 log = get_logger(__name__)
 console = Console()
-
-ERRANDS = ["admin-centre", "hotel-jinjiang", "hotel-tianfu", "district-east", "district-west",
-           "district-south", "district-north", "district-hightech", "hotel-airport"]
-GARAGES = ["garage-central", "garage-east", "garage-west"]
 
 
 @dataclass

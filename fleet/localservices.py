@@ -36,6 +36,17 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def _stop(proc: subprocess.Popen[bytes] | None, root: Path) -> None:
+    """Terminate a service (kill it if it will not go) and remove its private directory."""
+    if proc:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def _find_pg_bin() -> Path:
     for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (candidate / "postgres").exists():
@@ -94,13 +105,7 @@ class Postgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{db}"
 
     def stop(self) -> None:
-        if self.proc:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
+        _stop(self.proc, self.root)
 
 
 @dataclass
@@ -123,10 +128,7 @@ class Redis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-        shutil.rmtree(self.root, ignore_errors=True)
+        _stop(self.proc, self.root)
 
 
 @dataclass
@@ -176,10 +178,4 @@ class Mosquitto:
         return f"mqtt://{user}:{self.users[user]}@127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
+        _stop(self.proc, self.root)
