@@ -7,7 +7,6 @@ driving itineraries around a synthetic city with real protocol terminals.
 
 from __future__ import annotations
 
-import random
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -30,15 +29,14 @@ from fleet.settings import Settings
 from fleet.store import redis_client
 from gateway.runner import Gateway
 from simulators.city import City, build_city
-from simulators.noise import NoiseConfig, observe
-from simulators.run import ERRANDS, GARAGES
-from simulators.terminals import Jt808Terminal, MqttTerminal, replay_in_real_time
-from simulators.tracks import simulate_itinerary
+from simulators.run import SimulationSpec, drive, plan_track
 from telematics.processing import TelematicsProcessor
 from telematics.writer import StreamWriter
 
 log = get_logger(__name__)
 console = Console()
+
+DEMO_MINUTES = 150.0  # one morning of errands per car, then it stays parked
 
 
 @dataclass
@@ -50,48 +48,38 @@ class DemoCar:
 
 @dataclass
 class Simulation:
-    """Cars driving errands in real time through the real protocols."""
+    """Cars driving errands in real time through the real protocols.
+
+    Each car is one terminal of :mod:`simulators.run` (same itineraries, noise model,
+    pacing and JT/T 808 reconnect-and-resend as ``gongche simulate``), paced at 1×.
+    """
 
     settings: Settings
     cars: list[DemoCar]
     jt808_port: int
+    minutes: float = DEMO_MINUTES
     city: City = field(default_factory=build_city)
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
+        settings = self.settings.model_copy(update={"jt808_port": self.jt808_port})
+        t0 = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
         for i, car in enumerate(self.cars):
-            t = threading.Thread(target=self._drive, args=(i, car), name=f"sim-{car.terminal_id}",
-                                 daemon=True)
+            t = threading.Thread(target=self._drive, args=(i, car, settings, t0),
+                                 name=f"sim-{car.terminal_id}", daemon=True)
             t.start()
             self.threads.append(t)
 
-    def _itinerary(self, i: int) -> list[tuple[str, float]]:
-        rng = random.Random(i)
-        garage = GARAGES[i % len(GARAGES)]
-        stops = [(garage, 20.0 + 30 * (i % 7))]
-        for _ in range(rng.randint(3, 6)):
-            stops.append((rng.choice(ERRANDS), rng.uniform(120, 900)))
-        stops.append((garage, 3600.0))
-        return stops
-
-    def _drive(self, i: int, car: DemoCar) -> None:
-        start = datetime.now(UTC) + timedelta(seconds=1)
-        track = simulate_itinerary(self.city, self._itinerary(i), start, car.terminal_id, seed=i)
-        fixes = sorted(observe(track, NoiseConfig(sigma_m=4.0, dropout=0.01, duplicate=0.0,
-                                                  reorder=0.0, outlier=0.0, seed=i)),
-                       key=lambda f: f.time)
-        host, port, _, _ = self.settings.mqtt_endpoint()
+    def _drive(self, i: int, car: DemoCar, settings: Settings, t0: datetime) -> None:
+        jt808 = car.protocol is TerminalProtocol.jt808 and car.phone is not None
+        spec = SimulationSpec(terminals=1, protocol="jt808" if jt808 else "nmea",
+                              minutes=self.minutes, seed=i, speedup=1.0, sigma_m=4.0,
+                              dropout=0.01, register=False, start=t0)
+        tid = car.phone if jt808 and car.phone else car.terminal_id
         try:
-            if car.protocol is TerminalProtocol.jt808 and car.phone:
-                terminal = Jt808Terminal(car.phone, "127.0.0.1", self.jt808_port)
-                terminal.register()
-                terminal.authenticate()
-                replay_in_real_time(fixes, terminal.send, self.stop, t0=start)
-            else:
-                mqtt_terminal = MqttTerminal(car.terminal_id, host, port)
-                replay_in_real_time(fixes, mqtt_terminal.send, self.stop, t0=start)
-                mqtt_terminal.close()
+            _track, fixes = plan_track(spec, self.city, tid, i, t0)
+            drive(spec, settings, tid, fixes, self.stop, t0)
         except Exception as exc:  # a simulated car may fail; the demo goes on
             log.warning("simulated_car_failed", terminal=car.terminal_id, error=str(exc))
 

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 
 from fleet.fix import Fix
 from fleet.settings import Settings
+from gateway.jt808.messages import RESULT_FAIL
 from simulators.city import City, build_city
 from simulators.noise import NoiseConfig, fix_to_nmea, observe
 from simulators.terminals import Jt808Terminal, MqttTerminal
@@ -82,26 +83,30 @@ def plan_tracks(spec: SimulationSpec, city: City | None = None
     """Ground-truth tracks and the fixes each terminal will send (cut to ``minutes``)."""
     city = city or build_city()
     start = spec.start or datetime.now(UTC).replace(microsecond=0)
+    return {tid: plan_track(spec, city, tid, i, start)
+            for i, tid in enumerate(spec.terminal_ids())}
+
+
+def plan_track(spec: SimulationSpec, city: City, tid: str, index: int, start: datetime
+               ) -> tuple[Track, list[Fix]]:
+    """One terminal's ground-truth track from ``start`` and the fixes it will send."""
     end = start + timedelta(minutes=spec.minutes)
-    out = {}
-    for i, tid in enumerate(spec.terminal_ids()):
-        rng = random.Random(spec.seed * 100_003 + i)
-        if spec.route is not None:
-            line = spec.route.get("geometry", spec.route)
-            track = simulate_route(line, start, tid, seed=spec.seed + i, rate_hz=spec.rate_hz)
-        else:
-            track = simulate_itinerary(city, itinerary(rng, spec.minutes), start, tid,
-                                       seed=spec.seed + i, rate_hz=spec.rate_hz)
-        track.samples = [s for s in track.samples if s.time < end]
-        track.trips = [t for t in track.trips if t.end <= end]
-        track.stops = [s for s in track.stops if s.start < end]
-        noise = NoiseConfig(sigma_m=spec.sigma_m, dropout=spec.dropout,
-                            duplicate=spec.duplicate, reorder=spec.reorder,
-                            blind_areas=spec.blind_areas, outlier=0.0, invalid=0.0,
-                            protocol="jt808" if spec.protocol == "jt808" else "nmea-mqtt",
-                            seed=spec.seed + i)
-        out[tid] = (track, observe(track, noise))
-    return out
+    rng = random.Random(spec.seed * 100_003 + index)
+    if spec.route is not None:
+        line = spec.route.get("geometry", spec.route)
+        track = simulate_route(line, start, tid, seed=spec.seed + index, rate_hz=spec.rate_hz)
+    else:
+        track = simulate_itinerary(city, itinerary(rng, spec.minutes), start, tid,
+                                   seed=spec.seed + index, rate_hz=spec.rate_hz)
+    track.samples = [s for s in track.samples if s.time < end]
+    track.trips = [t for t in track.trips if t.end <= end]
+    track.stops = [s for s in track.stops if s.start < end]
+    noise = NoiseConfig(sigma_m=spec.sigma_m, dropout=spec.dropout,
+                        duplicate=spec.duplicate, reorder=spec.reorder,
+                        blind_areas=spec.blind_areas, outlier=0.0, invalid=0.0,
+                        protocol="jt808" if spec.protocol == "jt808" else "nmea-mqtt",
+                        seed=spec.seed + index)
+    return track, observe(track, noise)
 
 
 def register_terminals(engine: Engine, spec: SimulationSpec) -> None:
@@ -157,29 +162,47 @@ def _corrupt(sentence: str) -> str:
 
 
 class _Sender:
-    """One terminal's connection and how it sends a fix (or a blind-area batch)."""
+    """One terminal's connection and how it sends a fix (or a blind-area batch).
 
-    def __init__(self, spec: SimulationSpec, settings: Settings, tid: str, rng: random.Random
-                 ) -> None:
+    A JT/T 808 terminal behaves like a real one: a location the platform did not
+    acknowledge (connection lost, or 0x8001 with result 1, failure) is sent again on a new
+    connection,
+    after authenticating again with the code it was given at registration.
+    MQTT terminals need no such loop: paho reconnects and resends its QoS 1 messages.
+    """
+
+    def __init__(self, spec: SimulationSpec, settings: Settings, tid: str, rng: random.Random,
+                 stop: threading.Event | None = None, retry_s: float = 60.0) -> None:
         self.spec = spec
         self.rng = rng
+        self.tid = tid
+        self.stop = stop or threading.Event()
+        self.retry_s = retry_s
+        self.jt: Jt808Terminal | None = None
+        self.mq: MqttTerminal | None = None
+        self.auth_code: str | None = None
         if spec.protocol == "jt808":
-            self.jt = Jt808Terminal(tid, "127.0.0.1", settings.jt808_port)
-            self.jt.register()
-            if self.jt.authenticate() != 0:
-                raise PermissionError(f"terminal {tid} could not authenticate")
-            self.mq = None
+            self.jt808_port = settings.jt808_port
+            self.jt = self._connect()
         else:
             host, port, _, _ = settings.mqtt_endpoint()
             self.mq = MqttTerminal(tid, host, port, password=spec.password(tid))
-            self.jt = None
+
+    def _connect(self) -> Jt808Terminal:
+        jt = Jt808Terminal(self.tid, "127.0.0.1", self.jt808_port)
+        try:
+            if self.auth_code is None:
+                self.auth_code = jt.register()
+            if jt.authenticate(self.auth_code) != 0:
+                raise PermissionError(f"terminal {self.tid} could not authenticate")
+        except BaseException:
+            jt.close()
+            raise
+        return jt
 
     def send(self, fixes: Sequence[Fix]) -> None:
-        if self.jt is not None:
-            if len(fixes) == 1 and not fixes[0].extras.get("batch"):
-                self.jt.send(fixes[0])
-            else:
-                self.jt.send_batch(fixes, blind_area=True)
+        if self.spec.protocol == "jt808":
+            self._send_jt808(fixes)
             return
         assert self.mq is not None
         for fix in fixes:
@@ -189,6 +212,27 @@ class _Sender:
             if self.spec.garbage and self.rng.random() < self.spec.garbage:
                 lines = ["\x00\xff$GARBAGE,,,*ZZ", *lines]
             self.mq.send_raw("\r\n".join(lines) + "\r\n")
+
+    def _send_jt808(self, fixes: Sequence[Fix]) -> None:
+        give_up = time.monotonic() + self.retry_s
+        while True:
+            try:
+                if self.jt is None:
+                    self.jt = self._connect()
+                if len(fixes) == 1 and not fixes[0].extras.get("batch"):
+                    result = self.jt.send(fixes[0])
+                else:
+                    result = self.jt.send_batch(fixes, blind_area=True)
+                if result != RESULT_FAIL:  # 0 ok; 2 and 3 (bad, unsupported) are final
+                    return
+            except (OSError, ConnectionError, PermissionError):
+                pass
+            if self.jt is not None:
+                self.jt.close()
+                self.jt = None
+            if time.monotonic() > give_up or self.stop.wait(0.2):
+                raise ConnectionError(f"terminal {self.tid}: location not acknowledged "
+                                      f"within {self.retry_s:.0f} s")
 
     def close(self) -> None:
         if self.jt is not None:
@@ -211,7 +255,7 @@ def _groups(fixes: Sequence[Fix]) -> list[list[Fix]]:
 
 def drive(spec: SimulationSpec, settings: Settings, tid: str, fixes: Sequence[Fix],
           stop: threading.Event, t0: datetime) -> int:
-    sender = _Sender(spec, settings, tid, random.Random(spec.seed))
+    sender = _Sender(spec, settings, tid, random.Random(spec.seed), stop)
     sent = 0
     wall0 = time.monotonic()
     try:

@@ -1,7 +1,8 @@
 """Simulated terminals that speak the real protocols: NMEA over MQTT and JT/T 808 over TCP.
 
-They send Fixes produced by the track simulator (``simulators.tracks`` + ``simulators.noise``)
-either paced in real time (demo) or as fast as the peer takes them (tests, benchmarks).
+They send Fixes produced by the track simulator (``simulators.tracks`` + ``simulators.noise``);
+``simulators.run.drive`` paces them (real time for the demo, as fast as the peer takes them
+for tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ import contextlib
 import socket
 import struct
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC
 
 import paho.mqtt.client as mqtt
 
@@ -147,25 +147,3 @@ class Jt808Terminal:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
-
-
-# --------------------------------------------------------------------------- pacing
-def replay_in_real_time(fixes: Iterable[Fix], send: Callable[[Fix], object],
-                        stop: threading.Event,
-                        speed: float = 1.0, t0: datetime | None = None) -> int:
-    """Send each fix when its time comes (``speed`` > 1 plays faster). Returns fixes sent."""
-    sent = 0
-    wall0 = time.monotonic()
-    first: datetime | None = t0
-    for fix in fixes:
-        if first is None:
-            first = fix.time
-        due = (fix.time - first).total_seconds() / speed
-        wait = due - (time.monotonic() - wall0)
-        if wait > 0 and stop.wait(wait):
-            break
-        if stop.is_set():
-            break
-        send(fix)
-        sent += 1
-    return sent
