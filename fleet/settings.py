@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     filter_min_period_s: float = 0.0
     keep_rejected: int = Field(default=0, ge=0, description="rejected fixes kept for audit")
 
+    # JT/T 808 server limits (abuse bounds; a county's terminals stay far below them).
+    jt808_max_frame_bytes: int = Field(default=4096, ge=64, le=1 << 20)
+    jt808_idle_timeout_s: float = Field(default=180.0, gt=0)
+    jt808_max_connections_per_ip: int = Field(default=256, ge=1)
+    jt808_max_connections: int = Field(default=20_000, ge=1)
+    jt808_reassembly_timeout_s: float = Field(default=60.0, gt=0)
+
     @field_validator("database_url")
     @classmethod
     def _normalise_db_url(cls, v: str) -> str:

@@ -94,8 +94,14 @@ class Gateway:
 
     def _run_jt808(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self.jt808 = Jt808Server(self.settings.host, self.jt808_port,
-                                 _AsyncRegistry(self.directory), _AsyncSink(self.ingest))
+        s = self.settings
+        self.jt808 = Jt808Server(s.host, self.jt808_port,
+                                 _AsyncRegistry(self.directory), _AsyncSink(self.ingest),
+                                 max_frame_size=s.jt808_max_frame_bytes,
+                                 idle_timeout=s.jt808_idle_timeout_s,
+                                 max_connections_per_ip=s.jt808_max_connections_per_ip,
+                                 max_connections=s.jt808_max_connections,
+                                 reassembly_timeout=s.jt808_reassembly_timeout_s)
         self._loop.run_until_complete(self.jt808.start())
         self.jt808_port = self.jt808.port
         self._started.set()

@@ -31,7 +31,7 @@ from tests.pipeline.conftest import Fleet, fleet  # noqa: F401  (the committed f
 from tests.services import Mosquitto
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-PER_IP = 256  # gateway.jt808.server default max_connections_per_ip (the Gateway's setting)
+PER_IP = 64  # GONGCHE_JT808_MAX_CONNECTIONS_PER_IP for these tests (default 256)
 
 
 @pytest.fixture
@@ -43,7 +43,8 @@ def gw(fleet: Fleet, settings: Settings, engine: Engine, redis_url: str,  # noqa
         mqtt_server.users[tid] = f"secret-{tid}"
     mqtt_server.reload()
     s = settings.model_copy(update={"mqtt_url": mqtt_server.url("gateway"),
-                                    "redis_url": redis_url})
+                                    "redis_url": redis_url,
+                                    "jt808_max_connections_per_ip": PER_IP})
     client = redis.Redis.from_url(redis_url)
     g = Gateway(s, engine, client, mqtt_client_id="gw-abuse-test", jt808_port=0).start()
     assert g.mqtt.connected.wait(10)
