@@ -147,13 +147,13 @@ def worker() -> None:
     from fleet.db import make_engine, writing
     from fleet.logging import configure
     from fleet.store import redis_client
-    from telematics.processing import TelematicsProcessor
+    from telematics.processing import TelematicsProcessor, processor_config
     from telematics.writer import StreamWriter
 
     settings = _settings()
     configure(settings.log_level)
     engine, client = writing(make_engine(settings)), redis_client(settings.redis_url)
-    processor = TelematicsProcessor(engine, client)
+    processor = TelematicsProcessor(engine, client, processor_config(settings))
     writer = StreamWriter(client, engine, on_stored=processor.on_stored)
     threads = [threading.Thread(target=writer.run, name="writer"),
                threading.Thread(target=processor.run_ticks, args=(writer.stopped,),

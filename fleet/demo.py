@@ -30,7 +30,7 @@ from fleet.store import redis_client
 from gateway.runner import Gateway
 from simulators.city import City, build_city
 from simulators.run import SimulationSpec, drive, plan_track
-from telematics.processing import TelematicsProcessor
+from telematics.processing import TelematicsProcessor, processor_config
 from telematics.writer import StreamWriter
 
 log = get_logger(__name__)
@@ -120,7 +120,7 @@ def run_demo(settings: Settings, port: int | None = None, terminals: int = 20) -
     broker = EmbeddedBroker(host, mqtt_port).start()
     client = redis_client(settings.redis_url)
     gateway = Gateway(settings, engine, client, mqtt_client_id="gongche-demo-gateway").start()
-    processor = TelematicsProcessor(writing(engine), client)
+    processor = TelematicsProcessor(writing(engine), client, processor_config(settings))
     writer = StreamWriter(client, writing(engine), block_ms=200, on_stored=processor.on_stored)
     writer_thread = threading.Thread(target=writer.run, name="writer", daemon=True)
     writer_thread.start()

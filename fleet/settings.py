@@ -7,6 +7,7 @@ mode the settings refuse the well-known default secret (fail fast, as full-stack
 
 from __future__ import annotations
 
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -52,6 +53,22 @@ class Settings(BaseSettings):
     filter_max_hdop: float | None = None
     filter_min_period_s: float = 0.0
     keep_rejected: int = Field(default=0, ge=0, description="rejected fixes kept for audit")
+
+    # Trips and stops (Traccar's report.trip.* parameters).
+    trip_min_distance_m: float = Field(default=500.0, ge=0)
+    trip_min_duration_s: float = Field(default=300.0, ge=0)
+    trip_min_parking_s: float = Field(default=300.0, ge=0)
+    trip_no_data_s: float = Field(default=3600.0, gt=0)
+    trip_use_ignition: bool = False
+
+    # Telematics events (off-hours use 非工作时间用车, overspeed 超速, terminal offline).
+    event_work_start: time = time(8, 0)
+    event_work_end: time = time(18, 0)
+    event_speed_limits_kmh: dict[str, float] = Field(
+        default_factory=dict, description="per vehicle category, over the built-in ones")
+    event_default_limit_kmh: float = Field(default=120.0, gt=0)
+    event_overspeed_min_s: float = Field(default=10.0, ge=0)
+    event_offline_after_s: float = Field(default=600.0, gt=0)
 
     # JT/T 808 server limits (abuse bounds; a county's terminals stay far below them).
     jt808_max_frame_bytes: int = Field(default=4096, ge=64, le=1 << 20)

@@ -10,14 +10,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response, WebSocket, WebSocketDisconnect
 
-from fleet.deps import CurrentUser, DbSession, RedisClient
+from fleet.deps import AppSettings, CurrentUser, DbSession, RedisClient
 from fleet.errors import DomainError
 from fleet.models import User
 from fleet.security import decode_token
 from fleet.store import async_redis_client
 from gateway.sink import LIVE_CHANNEL
 from telematics import fences_store, replay, reports, service
-from telematics.processing import EVENTS_CHANNEL
+from telematics.processing import EVENTS_CHANNEL, processor_config
 from telematics.schemas import (
     EventPage,
     EventRead,
@@ -110,10 +110,12 @@ def mileage(vehicle_id: int, db: DbSession, user: CurrentUser, start: From, end:
 
 
 @router.post("/api/vehicles/{vehicle_id}/recompute", response_model=RecomputeRead)
-def recompute(vehicle_id: int, db: DbSession, user: CurrentUser, start: From,
-              end: To) -> object:
-    """Recompute stored trips and stops for a period from the positions."""
-    return service.recompute_vehicle(db, user, vehicle_id, _utc(start), _utc(end))
+def recompute(vehicle_id: int, db: DbSession, user: CurrentUser, settings: AppSettings,
+              start: From, end: To) -> object:
+    """Recompute stored trips and stops for a period from the positions (with the worker's
+    ``GONGCHE_TRIP_*`` parameters)."""
+    return service.recompute_vehicle(db, user, vehicle_id, _utc(start), _utc(end),
+                                     processor_config(settings).segment)
 
 
 @router.get("/api/vehicles/{vehicle_id}/track")

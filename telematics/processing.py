@@ -26,7 +26,7 @@ import json
 import threading
 import time as _time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import redis
@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from fleet.fix import Fix
 from fleet.logging import get_logger
 from fleet.models import Terminal, Vehicle
+from fleet.settings import Settings
 from gateway.sink import Routed
 from geo.fences import FenceIndex
 from telematics import fences_store
@@ -285,6 +286,24 @@ class ProcessorConfig:
     recompute_every: int = 60
     tail_every: int = 300
     refresh_s: float = 2.0  # how often fences, calendar and vehicles are re-read
+
+
+def processor_config(settings: Settings) -> ProcessorConfig:
+    """The trip and event parameters set by ``GONGCHE_TRIP_*`` and ``GONGCHE_EVENT_*``."""
+    segment = replace(SegmentParams(), min_trip_distance_m=settings.trip_min_distance_m,
+                      min_trip_duration_s=settings.trip_min_duration_s,
+                      min_parking_s=settings.trip_min_parking_s,
+                      no_data_s=settings.trip_no_data_s,
+                      use_ignition=settings.trip_use_ignition)
+    defaults = EventParams()
+    events = replace(defaults, work_start=settings.event_work_start,
+                     work_end=settings.event_work_end,
+                     category_limits_kmh={**defaults.category_limits_kmh,
+                                          **settings.event_speed_limits_kmh},
+                     default_limit_kmh=settings.event_default_limit_kmh,
+                     overspeed_min_s=settings.event_overspeed_min_s,
+                     offline_after_s=settings.event_offline_after_s)
+    return ProcessorConfig(segment=segment, events=events)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from telematics.schemas import (
     PositionRead,
     RecomputeRead,
 )
+from telematics.segment import SegmentParams
 
 OFFLINE_AFTER = timedelta(minutes=10)
 MOVING_KMH = 3.0
@@ -201,12 +202,12 @@ def _odo_check(total_m: float, odo_km: float | None, tolerance_pct: float = 5.0,
 
 
 def recompute_vehicle(db: Session, actor: User, vehicle_id: int, start: datetime,
-                      end: datetime) -> RecomputeRead:
+                      end: datetime, params: SegmentParams | None = None) -> RecomputeRead:
     """Recompute the stored trips and stops of a car for a period (admin, dispatcher)."""
     require_role(actor, WRITERS, "recompute trips")
     get_vehicle(db, actor, vehicle_id)
     check_period(start, end, timedelta(days=366))
-    trips, stops = recompute(db, vehicle_id, start, end)
+    trips, stops = recompute(db, vehicle_id, start, end, params)
     return RecomputeRead(trips=trips, stops=stops)
 
 

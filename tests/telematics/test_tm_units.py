@@ -143,3 +143,37 @@ def test_analyze_cli_nmea_and_json_lines(tmp_path) -> None:  # type: ignore[no-u
     assert len(out2["trips"]) == 3
     result = CliRunner().invoke(app, ["analyze", "-"], input=jl)
     assert result.exit_code == 0 and json.loads(result.output)["trips"] == out2["trips"]
+
+
+# --------------------------------------------------------------------------- settings
+def test_trip_and_event_parameters_come_from_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+    from pydantic import ValidationError
+
+    from fleet.settings import Settings
+    from telematics.processing import processor_config
+
+    monkeypatch.setenv("GONGCHE_TRIP_MIN_DISTANCE_M", "250")
+    monkeypatch.setenv("GONGCHE_TRIP_USE_IGNITION", "true")
+    monkeypatch.setenv("GONGCHE_EVENT_WORK_START", "07:30")
+    monkeypatch.setenv("GONGCHE_EVENT_WORK_END", "17:30")
+    monkeypatch.setenv("GONGCHE_EVENT_SPEED_LIMITS_KMH", '{"general": 80, "bus": 90}')
+    monkeypatch.setenv("GONGCHE_EVENT_OFFLINE_AFTER_S", "1200")
+    config = processor_config(Settings(mode="test"))
+    assert config.segment.min_trip_distance_m == 250.0 and config.segment.use_ignition
+    assert config.segment.min_parking_s == 300.0  # untouched defaults stay
+    ev = config.events
+    assert (ev.work_start.hour, ev.work_start.minute, ev.work_end.hour) == (7, 30, 17)
+    assert ev.category_limits_kmh["general"] == 80.0 and ev.category_limits_kmh["bus"] == 90.0
+    assert ev.category_limits_kmh["emergency"] == 150.0  # built-in ones not overridden stay
+    assert ev.offline_after_s == 1200.0
+
+    # The detector's calendar follows: 07:45 on a Monday is working time now, not by default.
+    monday_0745 = datetime(2026, 3, 1, 23, 45, tzinfo=UTC)
+    assert EventDetector("T1", None, FenceIndex([]), ev).calendar.off_hours_block(
+        monday_0745) is None
+    assert WorkCalendar().off_hours_block(monday_0745) == "2026-03-02:am"
+
+    monkeypatch.setenv("GONGCHE_TRIP_MIN_PARKING_S", "-5")
+    with pytest.raises(ValidationError, match="trip_min_parking_s"):
+        Settings(mode="test")
