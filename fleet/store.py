@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import redis
 import redis.asyncio
 
 from fleet.settings import EMBEDDED_REDIS
 
+if TYPE_CHECKING:
+    import fakeredis
+
 
 @lru_cache(maxsize=8)
-def _fake_server() -> object:
+def _fake_server() -> fakeredis.FakeServer:
     import fakeredis
 
     return fakeredis.FakeServer()
