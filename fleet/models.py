@@ -5,7 +5,7 @@ terminals (北斗终端) and their bindings, and the append-only audit trail.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from geoalchemy2 import Geometry
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    Time,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -185,6 +186,12 @@ class Driver(TimestampMixin, Base):
     status: Mapped[DriverStatus] = mapped_column(
         _enum(DriverStatus, "driver_status"), default=DriverStatus.active, nullable=False
     )
+    # The driver's shift (班次) as local wall-clock times (Asia/Shanghai); none stored means
+    # the bureau's whole service day. A shift ends the day it starts.
+    shift_start: Mapped[time | None] = mapped_column(Time)
+    shift_end: Mapped[time | None] = mapped_column(Time)
+    # Most driving in a day (连续驾驶/日驾驶时长上限); none stored means 8 h.
+    max_driving_minutes: Mapped[int | None] = mapped_column(Integer)
 
     department: Mapped[Department] = relationship()
 

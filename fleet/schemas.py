@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fleet.models import (
     DriverStatus,
@@ -161,7 +161,26 @@ class VehicleRead(BaseModel):
 
 
 # --- drivers -----------------------------------------------------------------------------
-class DriverCreate(Strict):
+class DriverShift(Strict):
+    """A driver's shift (班次), local times; both ends or neither (the whole service day)."""
+
+    shift_start: time | None = Field(default=None, description="local time, e.g. 07:00")
+    shift_end: time | None = Field(default=None, description="local time, after shift_start")
+    max_driving_minutes: int | None = Field(default=None, ge=30, le=16 * 60,
+                                            description="most driving in a day (default 480)")
+
+    @model_validator(mode="after")
+    def _shift_in_order(self) -> DriverShift:
+        if (self.shift_start is None) != (self.shift_end is None):
+            raise ValueError("give both shift_start and shift_end, or neither")
+        if self.shift_start is not None and self.shift_end is not None \
+                and self.shift_end <= self.shift_start:
+            raise ValueError("shift_end must be after shift_start (a shift ends the day it "
+                             "starts)")
+        return self
+
+
+class DriverCreate(DriverShift):
     name: str = Field(min_length=1, max_length=60)
     employee_no: str = Field(min_length=1, max_length=32)
     licence_class: LicenceClass
@@ -169,7 +188,9 @@ class DriverCreate(Strict):
     department_id: int = Field(gt=0)
 
 
-class DriverUpdate(Strict):
+class DriverUpdate(DriverShift):
+    """Changes; a shift is replaced whole (send both ends), ``max_driving_minutes`` alone."""
+
     name: str | None = Field(default=None, min_length=1, max_length=60)
     licence_class: LicenceClass | None = None
     phone: str | None = Field(default=None, pattern=PHONE_RE.pattern)
@@ -186,6 +207,9 @@ class DriverRead(BaseModel):
     phone: str
     department_id: int
     status: DriverStatus
+    shift_start: time | None = None
+    shift_end: time | None = None
+    max_driving_minutes: int | None = None
 
 
 # --- terminals ---------------------------------------------------------------------------

@@ -319,6 +319,9 @@ def create_driver(db: Session, actor: User, data: schemas.DriverCreate) -> Drive
     return d
 
 
+DRIVER_CLEARABLE = frozenset({"shift_start", "shift_end", "max_driving_minutes"})
+
+
 def update_driver(db: Session, actor: User, driver_id: int, data: schemas.DriverUpdate) -> Driver:
     require_role(actor, ASSET_WRITERS, "change drivers")
     d = get_driver(db, actor, driver_id)
@@ -326,7 +329,7 @@ def update_driver(db: Session, actor: User, driver_id: int, data: schemas.Driver
     if changes.get("department_id") is not None:
         _department(db, changes["department_id"])
     for key, value in changes.items():
-        if value is not None:
+        if value is not None or key in DRIVER_CLEARABLE:  # null shift: back to the whole day
             setattr(d, key, value)
     audit.record(db, actor, "update", "driver", d.id, **changes)
     return d

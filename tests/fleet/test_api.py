@@ -263,6 +263,32 @@ def test_drivers_crud(client: TestClient, admin: f.Login, org: dict[str, Departm
     assert [x["id"] for x in listed["items"]] == [d["id"]]
 
 
+def test_driver_shift_and_driving_limit(client: TestClient, admin: f.Login,
+                                       org: dict[str, Department]) -> None:
+    """A driver's shift (班次) is stored as local times, replaced whole, and cleared by nulls."""
+    h = admin.headers
+    body = {"name": "赵师傅", "employee_no": "D9101", "licence_class": "C1",
+            "phone": "13912345679", "department_id": org["a"].id,
+            "shift_start": "07:00", "shift_end": "15:00", "max_driving_minutes": 420}
+    r = client.post("/api/drivers", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    d = r.json()
+    assert (d["shift_start"], d["shift_end"], d["max_driving_minutes"]) == (
+        "07:00:00", "15:00:00", 420)
+    for bad, why in [({"shift_start": "12:00"}, "both"),
+                     ({"shift_start": "15:00", "shift_end": "07:00"}, "after"),
+                     ({"max_driving_minutes": 5}, "max_driving_minutes")]:
+        r = client.patch(f"/api/drivers/{d['id']}", json=bad, headers=h)
+        assert r.status_code == 422 and why in r.text, (bad, r.text)
+    r = client.patch(f"/api/drivers/{d['id']}", json={"shift_start": "14:00",
+                                                      "shift_end": "22:00"}, headers=h)
+    assert (r.json()["shift_start"], r.json()["max_driving_minutes"]) == ("14:00:00", 420)
+    r = client.patch(f"/api/drivers/{d['id']}", json={"shift_start": None, "shift_end": None},
+                     headers=h)
+    assert (r.json()["shift_start"], r.json()["shift_end"]) == (None, None)
+    assert client.get(f"/api/drivers/{d['id']}", headers=h).json()["max_driving_minutes"] == 420
+
+
 def test_terminals_bind_history_and_conflicts(client: TestClient, admin: f.Login,
                                               org: dict[str, Department]) -> None:
     h = admin.headers
