@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -32,6 +33,34 @@ def _child(counter: str, protocol: str) -> Any:
     if child is None:
         child = _children[(counter, protocol)] = getattr(metrics, counter).labels(protocol)
     return child
+
+
+class ErrorLogLimiter:
+    """At most one log line per terminal and ``period_s`` for bad input; the rest counted.
+
+    Every error is counted in ``/metrics`` anyway; the log is for a person looking at one
+    terminal, and a terminal sending garbage at 10 Hz must not flood it (or the disk).
+    The next line logged for that terminal says how many were suppressed in between.
+    Hand-written: structlog and the standard logging module have no per-key rate limit.
+    """
+
+    def __init__(self, period_s: float = 60.0, clock: Any = time.monotonic) -> None:
+        self.period_s = period_s
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, key: str) -> int | None:
+        """None: do not log; else log now, with this many suppressed since the last line."""
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.period_s:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            return self._suppressed.pop(key, 0)
 
 
 class Sink(Protocol):
@@ -79,6 +108,7 @@ class Ingest:
         self.keep_rejected = keep_rejected
         self._assemblers: dict[str, NmeaAssembler] = {}
         self._lock = threading.Lock()
+        self.error_log = ErrorLogLimiter()
 
     # --- NMEA over MQTT -----------------------------------------------------------------
     def route_nmea(self, terminal_id: str, payload: bytes | str) -> list[Routed]:
@@ -95,8 +125,10 @@ class Ingest:
             fixes += assembler.flush()  # a payload carries whole epochs: emit them now
         for err in errors:
             metrics.DECODE_ERRORS.labels("nmea-mqtt", _reason(err.reason)).inc()
-            log.info("nmea_error", terminal=terminal_id, reason=err.reason,
-                     sentence=err.sentence[:120])
+            suppressed = self.error_log.admit(terminal_id)
+            if suppressed is not None:
+                log.warning("nmea_error", terminal=terminal_id, reason=err.reason,
+                            sentence=err.sentence[:120], suppressed_since_last=suppressed)
         assert entry is not None
         return self._filter(fixes, entry, "nmea-mqtt")
 
