@@ -240,7 +240,7 @@ def run_cityday(seconds: float, json_path: str | None, size: str | None = None,
     from dataclasses import replace
 
     from scheduler.compat import allowed_vehicle_ids
-    from scheduler.dayplan import booking_of, day_options
+    from scheduler.dayplan import day_options
     from scheduler.drivers import pair_before_routing
     from scheduler.insert import insert_booking
     from scheduler.vroom_adapter import solve_vroom
@@ -303,7 +303,7 @@ def run_cityday(seconds: float, json_path: str | None, size: str | None = None,
     times: list[float] = []
     inserted = bumped = invalid = 0
     for t in cd.urgent:
-        b = booking_of(t, day.node_of, p.durations, list(day.cars.values()))
+        b = day.booking(t)
         prob = replace(p, bookings=list(p.bookings))
         t1 = time.perf_counter()
         res = insert_booking(prob, plan, b)
