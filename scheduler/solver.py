@@ -105,6 +105,11 @@ class SolveOptions:
     #: step (validator-backed) enforces them — better when long waits are the norm, as on
     #: official-car days where the car waits through every booking.
     break_allowance: bool = True
+    #: Fixed-interval days (:mod:`scheduler.intervals`) with more bookings than this get
+    #: the dedicated local search after the vroom seed instead of OR-Tools.
+    interval_min_bookings: int = 200
+    #: Share of the time limit the vroom seed may use on such a day.
+    interval_vroom_share: float = 0.55
 
 
 @dataclass
@@ -396,6 +401,10 @@ class _Search:
             self.pyvrp_ok = applicable(problem, bookings)
         #: With PyVRP in the portfolio its search re-places bookings better than OR-Tools.
         self.ortools_repair = not self.pyvrp_ok
+        from scheduler.intervals import applicable as fixed_intervals
+
+        self.intervals = (len(bookings) > opts.interval_min_bookings
+                          and fixed_intervals(problem, bookings, self.vehicles))
 
     def repaired(self, routes: Routes) -> Routes:
         """Routes with the bookings removed that make them break a rule."""
@@ -536,8 +545,31 @@ class _Search:
             return res
         return best
 
+    def run_intervals(self) -> Routes:
+        """Fixed-interval day: vroom seed, then the dedicated local search (which starts
+        from the seed, so it never serves fewer bookings than vroom did)."""
+        from scheduler.intervals import IntervalSearch
+
+        seed = None
+        if self.o.seed_with_vroom:
+            seed = self._vroom(self.vehicles, self.o.interval_vroom_share)
+            if seed is not None:
+                self.note(f"vroom seed: {_score(self.p, seed)}")
+        ls = IntervalSearch(self.p, self.bookings, self.vehicles, self.allowed,
+                            seed=self.o.seed)
+        if seed:
+            ls.load(seed)
+        ls.run(self.deadline - 0.05)
+        res = ls.export()
+        if self.drivers and not self.feasible(res):
+            res = self.repaired(res)
+        self.note(f"interval search {ls.moves}: {_score(self.p, res)}")
+        return res
+
     def run(self) -> Routes:
         """Seed, shrink the fleet, then improve with the best engine that fits."""
+        if self.intervals:
+            return self.run_intervals()
         best = self.seed()
         complete = best is not None and len(_served(best)) == len(self.bookings)
         if best is not None and complete and self.o.minimise_vehicles:
@@ -695,7 +727,8 @@ def _final_drivers(problem: Problem, routes: Routes,
 def _engines(opts: SolveOptions, search: _Search) -> str:
     parts = ["vroom"] if opts.seed_with_vroom and not search.p.frozen and any(
         b.pickup is not None for b in search.bookings) else []
-    parts.append("pyvrp-hgs" if search.pyvrp_ok else "ortools-gls")
+    parts.append("pyvrp-hgs" if search.pyvrp_ok else "interval-ls" if search.intervals
+                 else "ortools-gls")
     return "+".join(parts)
 
 
