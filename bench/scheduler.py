@@ -211,7 +211,7 @@ def _print_summary(s: dict) -> None:
 # ----------------------------------------------------------------------------------------
 #: Share of the time given to gongche's search: the rest is its own overhead (pre-checks,
 #: driver assignment, timing, explanations), so that the whole plan fits in ``seconds``.
-CITYDAY_SEARCH_SHARE = 0.6
+CITYDAY_SEARCH_SHARE = 0.7
 
 
 def _served(plan: Plan) -> int:

@@ -102,6 +102,11 @@ def _reach(problem: Problem, b: Booking, v: Vehicle) -> str | None:
 _SHIFTS: dict[int, tuple[object, dict[tuple[float, float], frozenset[str]]]] = {}
 
 
+def reachable(problem: Problem, b: Booking, v: Vehicle) -> bool:
+    """``v`` could serve ``b`` on its own (from its garage, within its window)."""
+    return _reach(problem, b, v) is None
+
+
 def _shift_licences(problem: Problem) -> dict[tuple[float, float], frozenset[str]]:
     """Distinct shifts → licences held by some driver on that shift (cached per list)."""
     key = id(problem.drivers)

@@ -53,7 +53,7 @@ from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
 from scheduler.compat import allowed_vehicle_ids
 from scheduler.drivers import assign_after_routing, best_shift, pair_before_routing
-from scheduler.explain import explain_unserved, precheck
+from scheduler.explain import explain_unserved, precheck, reachable, unserved
 from scheduler.insert import best_insertion
 from scheduler.model import (
     PRIORITY_WEIGHT,
@@ -763,6 +763,15 @@ def solve(problem: Problem, options: SolveOptions | None = None) -> Plan:
     served = {bid for r in plan.routes for bid in r.booking_ids()}
     plan.unserved = list(rejected.values())
     dropped = [b for b in bookings if b.id not in served]
+    if dropped and opts.explain and search.intervals:
+        # Fixed-interval day: the local search tried every gap and ejection, so a booking
+        # some duty could serve on its own is left out because the suitable cars are busy.
+        busy = [b for b in dropped if precheck(problem, b) is None
+                and any(reachable(problem, b, search.by_id[vid])
+                        for vid in allowed[b.id] if vid in search.by_id)]
+        plan.unserved += [unserved("fleet_busy", b) for b in busy]
+        gone = {b.id for b in busy}
+        dropped = [b for b in dropped if b.id not in gone]
     if dropped:
         budget = t0 + max(opts.time_limit, 1.0) * (1 + opts.explain_share)
         plan.unserved += (explain_unserved(problem, plan, dropped, deadline=budget)
