@@ -231,9 +231,11 @@ def run_cityday(seconds: float, json_path: str | None, size: str | None = None,
     limits, licences, explanations) with ``CITYDAY_SEARCH_SHARE`` of ``seconds`` for the
     search, and ``time_s`` is its whole wall time.  pyvroom (exploration 5, 2 threads,
     timeout ``seconds``) gets shipments, categories/seats/licences as skills and each
-    car's paired driver shift as the vehicle time window — the same pairing gongche starts
-    from; it does not model breaks or driving limits, and its plan is validated without
-    them (in its favour).  ``insert_p95_ms``: ``n_urgent`` emergency bookings inserted one
+    duty's paired driver shift as the vehicle time window — the same duties and pairing
+    gongche starts from (a car with an early and a late driver is two vroom vehicles with
+    disjoint windows) — and the driver's daily driving limit as ``max_travel_time``; vroom
+    cannot express the break rule, so its plan is validated without it (in its favour)
+    and ``served_under_driver_rules`` counts what survives it.  ``insert_p95_ms``: ``n_urgent`` emergency bookings inserted one
     at a time (each into gongche's plan) with :func:`scheduler.insert.insert_booking`.
     """
     import copy
@@ -278,7 +280,8 @@ def run_cityday(seconds: float, json_path: str | None, size: str | None = None,
     for peer, level in (("pyvroom", 5), ("pyvroom_x0", 0)):
         t0 = time.monotonic()
         routes = solve_vroom(p, 1.0, exploration=level, threads=2, vehicles=fleet,
-                             timeout=seconds, allowed=allowed)
+                             timeout=seconds, allowed=allowed,
+                             max_travel={vid: d.max_driving for vid, d in drivers.items()})
         vroom_s = time.monotonic() - t0
         vplan = plan_from_routes(relaxed, routes)
         vviol = validate(relaxed, vplan)

@@ -478,7 +478,9 @@ class _Search:
                      if self.o.break_allowance else np.zeros_like(travel))
             routes = solve_vroom(self.p, self.o.scale, self.o.vroom_exploration, self.o.threads,
                                  vehicles=vehicles, bookings=self.bookings, timeout=cap,
-                                 allowed=self.allowed, extra=extra if extra.any() else None)
+                                 allowed=self.allowed, extra=extra if extra.any() else None,
+                                 max_travel={vid: d.max_driving
+                                             for vid, d in self.drivers.items()} or None)
         except Exception as exc:  # vroom refuses some inputs; OR-Tools alone then
             self.note(f"vroom failed: {exc}")
             return None
