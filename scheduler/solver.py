@@ -18,10 +18,12 @@ Model (one routing node per *stop*, so two bookings at one building are two node
   Python callback is ever called during search (OR-Tools complaint 11);
 * frozen legs are hard ``NextVar`` chains from the vehicle start (complaint 12);
 * a time limit is always set (complaint 10);
-* drivers are paired with vehicles before routing (CP-SAT; the shift becomes the vehicle's
-  window), a ``Driving`` dimension caps driving time, and every arc is charged a break
-  allowance (20 min per 4 h of driving) so that the breaks fit (complaint 9); after
-  routing the drivers are re-assigned exactly (CP-SAT) to the routes actually used.
+* vehicles are *duties* (a car may have an early and a late duty with different drivers,
+  see :class:`scheduler.model.Vehicle`); drivers are paired with duties before routing
+  (exact matching; the shift bounds the duty's window), a ``Driving`` dimension caps
+  driving time, and every arc is charged a break allowance (20 min per 4 h of driving) so
+  that the breaks fit (complaint 9); after routing the drivers are re-assigned exactly
+  (min-cost flow) to the routes actually used.
 
 Search (a portfolio, reported as such in the benchmark):
 
@@ -30,10 +32,17 @@ Search (a portfolio, reported as such in the benchmark):
 2. fleet reduction: vroom again with one vehicle fewer while it serves everything; when it
    leaves a few bookings out, OR-Tools starts from its routes (``ReadAssignmentFromRoutes``)
    and tries to place them;
-3. improvement: when PyVRP can express the problem (no per-booking vehicle restrictions,
-   drivers, ride times or frozen legs — e.g. the public benchmarks), its hybrid genetic
-   search first tries one vehicle fewer (stopping at the first feasible solution) and then
-   polishes distance; otherwise OR-Tools guided local search polishes from the seed.
+3. fixed-interval days (the official-car day: each booking holds its car for a fixed
+   interval, one booking on board at a time; more than ``interval_min_bookings``) skip
+   step 2 (the fleet is the day's duties): the vroom seed is improved by the dedicated
+   local search of :mod:`scheduler.intervals` (ejection-chain insertion, relocation, 2-opt*
+   tail exchange) for the rest of the time — it starts from vroom's routes, so it never
+   serves fewer bookings than vroom did;
+4. otherwise improvement: when PyVRP can express the problem (no per-booking vehicle
+   restrictions, drivers, ride times or frozen legs — e.g. the public benchmarks), its
+   hybrid genetic search first tries one vehicle fewer (stopping at the first feasible
+   solution) and then polishes distance; otherwise OR-Tools guided local search polishes
+   from the seed.
 
 Times in the plan are recomputed in floating point from the matrices; the integer model
 uses ``scale`` and rounds durations *up*, so an integer-feasible plan is feasible with the

@@ -4,6 +4,12 @@ This module shares no code with the solver, the insertion heuristic or vroom: it
 the problem and the plan and recomputes every quantity (travel, times, loads, distances)
 from the matrices.  A plan is acceptable only when :func:`validate` returns an empty list.
 (OR-Tools complaint 8: solutions that silently violate windows or breaks.)
+
+Driver rules checked per route (a route is one driver's duty): a known driver, used on one
+route only, holding the car's and the bookings' licences, the route inside one of the
+driver's shifts, at most ``max_driving`` seconds of driving, and never more than
+``break_after`` seconds of driving without a stay of ``break_duration``.  Duties of one car
+(``Vehicle.car``) must not overlap in time (``car_overlap``); ``vehicles_used`` counts cars.
 """
 
 from __future__ import annotations
