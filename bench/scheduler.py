@@ -235,8 +235,9 @@ def run_cityday(seconds: float, json_path: str | None, size: str | None = None,
     gongche starts from (a car with an early and a late driver is two vroom vehicles with
     disjoint windows) — and the driver's daily driving limit as ``max_travel_time``; vroom
     cannot express the break rule, so its plan is validated without it (in its favour)
-    and ``served_under_driver_rules`` counts what survives it.  ``insert_p95_ms``: ``n_urgent`` emergency bookings inserted one
-    at a time (each into gongche's plan) with :func:`scheduler.insert.insert_booking`.
+    and ``served_under_driver_rules`` counts what survives it.  ``insert_p95_ms``:
+    ``n_urgent`` emergency bookings inserted one at a time (each into gongche's plan) with
+    :func:`scheduler.insert.insert_booking`.
     """
     import copy
     from dataclasses import replace

@@ -11,7 +11,13 @@ This module exploits that to search far faster than a general engine can:
   a gap, or by pushing the one or two bookings in the way onto other duties, or — when
   they cannot move — by displacing bookings of lower priority;
 * **distance moves**: relocating a booking, and exchanging the tails of two duties at a
-  point in time (2-opt*), which re-pairs the chains of bookings with the garages.
+  point in time (2-opt*, at random partners and driven by each booking's nearest possible
+  successors), which re-pairs the chains of bookings with the garages;
+* when no move helps any more, **ruin and recreate** (a dozen bookings near in space and
+  time taken out and put back with the unserved ones nearby), kept only when better.
+
+Built from scratch (cheapest insertion, most important and earliest first) or from another
+engine's routes (:meth:`IntervalSearch.load`).
 
 Every move keeps every route feasible in the fixed-interval sense; the solver re-times the
 result with the drivers' break rule and driving limit and the validator has the last word.
@@ -90,10 +96,25 @@ class IntervalSearch:
         self.SCl = self.SC.tolist()
         self.ECl = self.EC.tolist()
         self.duties_of = [np.flatnonzero(self.A[i]).tolist() for i in range(n)]
+        #: the nearest possible successors of each booking (by empty running)
+        near = np.where(self.F, self.C, np.inf)
+        kk = min(8, max(1, n - 1))
+        part = np.argpartition(near, kk - 1, axis=1)[:, :kk] if n > 1 else np.zeros((n, 0),
+                                                                                     dtype=int)
+        self.succ: list[list[int]] = []
+        for i, row in enumerate(part.tolist()):
+            cand = sorted(row, key=lambda j, i=i: float(near[i, j]))  # type: ignore[misc]
+            self.succ.append([int(j) for j in cand if np.isfinite(near[i, j])])
         self.w = [PRIORITY_WEIGHT[b.priority] for b in self.bookings]
         self.routes: list[list[int]] = [[] for _ in range(m)]
+        #: start times of each route's bookings (kept in step with ``routes``, for bisect)
+        self.st: list[list[float]] = [[] for _ in range(m)]
         self.where: list[int] = [-1] * n
-        self.moves = {"insert": 0, "eject": 0, "displace": 0, "relocate": 0, "tails": 0}
+        self.trace: list | None = None
+        #: relatedness of bookings for the ruin step: pickup distance + 10 m per second apart
+        self.rel = dist[np.ix_(P, P)] + 10.0 * np.abs(s[:, None] - s[None, :])
+        self.moves = {"insert": 0, "eject": 0, "displace": 0, "relocate": 0, "tails": 0,
+                      "lns": 0}
 
     # -- state --------------------------------------------------------------------------
     def load(self, routes: Mapping[str, Sequence[Visit]]) -> None:
@@ -133,17 +154,25 @@ class IntervalSearch:
         return sum(self.route_cost(k) for k in range(len(self.routes)))
 
     def _pos(self, k: int, i: int) -> int:
-        r = self.routes[k]
-        return bisect.bisect_left([self.s[x] for x in r], self.s[i])
+        return bisect.bisect_left(self.st[k], self.s[i])
+
+    def _set(self, k: int, r: list[int]) -> None:
+        self.routes[k] = r
+        self.st[k] = [self.s[x] for x in r]
 
     def _put(self, k: int, i: int) -> None:
         pos = self._pos(k, i)
         self.routes[k].insert(pos, i)
+        self.st[k].insert(pos, self.s[i])
         self.where[i] = k
 
+    def _drop(self, k: int, i: int) -> None:
+        pos = self.routes[k].index(i)
+        del self.routes[k][pos]
+        del self.st[k][pos]
+
     def _take(self, i: int) -> None:
-        k = self.where[i]
-        self.routes[k].remove(i)
+        self._drop(self.where[i], i)
         self.where[i] = -1
 
     # -- insertion ----------------------------------------------------------------------
@@ -180,7 +209,7 @@ class IntervalSearch:
             if k == skip:
                 continue
             r = self.routes[k]
-            pos = bisect.bisect_left([self.s[x] for x in r], si) if r else 0
+            pos = bisect.bisect_left(self.st[k], si) if r else 0
             if pos > 0 and not self.Fl[r[pos - 1]][i]:
                 continue
             if pos < len(r) and not self.Fl[i][r[pos]]:
@@ -193,7 +222,7 @@ class IntervalSearch:
     def _block(self, k: int, i: int) -> tuple[int, int]:
         """The run of bookings of duty ``k`` that stand in the way of ``i``: [lo, hi)."""
         r = self.routes[k]
-        pos = bisect.bisect_left([self.s[x] for x in r], self.s[i])
+        pos = bisect.bisect_left(self.st[k], self.s[i])
         lo = pos
         while lo > 0 and not self.Fl[r[lo - 1]][i]:
             lo -= 1
@@ -218,7 +247,7 @@ class IntervalSearch:
                 continue
             # move the blockers elsewhere (each to its cheapest free duty)
             saved = self.routes[k]
-            self.routes[k] = saved[:lo] + [i] + saved[hi:]
+            self._set(k, saved[:lo] + [i] + saved[hi:])
             moved: list[tuple[int, int]] = []
             lost = 0
             extra = 0.0
@@ -237,8 +266,8 @@ class IntervalSearch:
             gain = self.w[i] - lost
             # undo, remember
             for c, kk in placed:
-                self.routes[kk].remove(c)
-            self.routes[k] = saved
+                self._drop(kk, c)
+            self._set(k, saved)
             for c in block:
                 self.where[c] = k
             if gain <= 0:
@@ -283,8 +312,8 @@ class IntervalSearch:
         best = None
         times = sorted({self.s[x] for x in r1 + r2})
         for t in times:
-            c1 = bisect.bisect_left([self.s[x] for x in r1], t)
-            c2 = bisect.bisect_left([self.s[x] for x in r2], t)
+            c1 = bisect.bisect_left(self.st[k1], t)
+            c2 = bisect.bisect_left(self.st[k2], t)
             h1, t1, h2, t2 = r1[:c1], r1[c1:], r2[:c2], r2[c2:]
             if not t1 and not t2:
                 continue
@@ -297,11 +326,46 @@ class IntervalSearch:
         if best is None:
             return False
         _c, n1, n2 = best
-        self.routes[k1], self.routes[k2] = n1, n2
+        self._set(k1, n1)
+        self._set(k2, n2)
         for i in n1:
             self.where[i] = k1
         for i in n2:
             self.where[i] = k2
+        self.moves["tails"] += 1
+        return True
+
+    def link(self, i: int) -> bool:
+        """2-opt* driven by neighbour lists: make a near successor ``j`` (on another duty)
+        follow ``i`` — ``i``'s duty takes ``j`` and what follows it, ``j``'s duty takes what
+        followed ``i``.  Best improving candidate is applied."""
+        k1 = self.where[i]
+        r1 = self.routes[k1]
+        p = r1.index(i)
+        best = None
+        base1 = self.route_cost(k1)
+        for j in self.succ[i]:
+            k2 = self.where[j]
+            if k2 < 0 or k2 == k1:
+                continue
+            r2 = self.routes[k2]
+            q = r2.index(j)
+            n1, n2 = r1[:p + 1] + r2[q:], r2[:q] + r1[p + 1:]
+            if not (self._ok(k1, n1, p + 1) and self._ok(k2, n2, q)):
+                continue
+            delta = (self.route_cost(k1, n1) + self.route_cost(k2, n2)
+                     - base1 - self.route_cost(k2))
+            if delta < -1e-6 and (best is None or delta < best[0]):
+                best = (delta, k2, n1, n2)
+        if best is None:
+            return False
+        _d, k2, n1, n2 = best
+        self._set(k1, n1)
+        self._set(k2, n2)
+        for x in n1:
+            self.where[x] = k1
+        for x in n2:
+            self.where[x] = k2
         self.moves["tails"] += 1
         return True
 
@@ -317,21 +381,75 @@ class IntervalSearch:
             return False
         return cut >= len(r) or bool(self.Fl[r[cut - 1]][r[cut]])
 
+    # -- ruin and recreate ---------------------------------------------------------------
+    def _key(self) -> tuple[int, float]:
+        return self.served_weight(), -self.cost()
+
+    def lns(self, deadline: float, size: int = 12) -> None:
+        """Ruin and recreate until ``deadline``: take out ``size`` related bookings (near in
+        space and time), put them back (cheapest gap, then ejection) with the unserved ones
+        nearby, keep the result when it is lexicographically better (served weight, then
+        distance), otherwise restore."""
+        n = len(self.bookings)
+        best = self._key()
+        while time.monotonic() < deadline:
+            served = [i for i in range(n) if self.where[i] >= 0]
+            if not served:
+                return
+            seed = self.rng.choice(served)
+            row = self.rel[seed]
+            pick = np.argpartition(row, min(n - 1, 3 * size))[:3 * size + 1].tolist()
+            near = sorted(pick, key=lambda j: float(row[j]))
+            out = [j for j in near if self.where[j] >= 0][:size]
+            idle = [j for j in near if self.where[j] < 0][:size]
+            snap = [(k, r[:]) for k, r in enumerate(self.routes)]
+            where = self.where[:]
+            for j in out:
+                self._take(j)
+            for j in sorted(out + idle, key=lambda x: (-self.w[x], self.s[x])):
+                if self.where[j] < 0:
+                    found = self.best_direct(j)
+                    if found is not None:
+                        self._put(found[1], j)
+            for j in sorted(out + idle, key=lambda x: (-self.w[x], self.s[x])):
+                if self.where[j] < 0:
+                    self.insert(j, depth=1)
+            key = self._key()
+            if key > best:
+                best = key
+                self.moves["lns"] += 1
+                continue
+            for k, r in snap:
+                if r != self.routes[k]:
+                    self._set(k, r)
+            self.where = where
+
     # -- driver -------------------------------------------------------------------------
     def run(self, deadline: float, unserved_first: bool = True) -> None:
+        """Descend (insertion rounds, distance rounds) until no move helps, then ruin and
+        recreate until ``deadline``."""
+        self.descend(deadline, unserved_first)
+        self.lns(deadline)
+
+    def descend(self, deadline: float, unserved_first: bool = True) -> None:
         """Alternate insertion rounds and distance rounds until ``deadline``."""
         n = len(self.bookings)
         order = sorted(range(n), key=lambda i: (-self.w[i], self.s[i]))
         # neighbours for tail exchange: duties sharing bookings' allowed sets
         m = len(self.vehicles)
+        rounds, placed = 0, True
         while time.monotonic() < deadline:
             changed = False
-            if unserved_first:
+            # Insertion is the costly part; after a round that placed nothing, the distance
+            # moves alone rarely open a gap, so it is retried only every third round.
+            if unserved_first and (placed or rounds % 3 == 0):
+                placed = False
                 for i in order:
                     if time.monotonic() > deadline:
                         return
                     if self.where[i] < 0 and self.insert(i):
-                        changed = True
+                        changed = placed = True
+            rounds += 1
             served = [i for i in range(n) if self.where[i] >= 0]
             self.rng.shuffle(served)
             for i in served:
@@ -339,6 +457,8 @@ class IntervalSearch:
                     return
                 if self.where[i] >= 0:
                     changed |= self.relocate(i)
+                if self.where[i] >= 0:
+                    changed |= self.link(i)
             used = [k for k in range(m) if self.routes[k]]
             self.rng.shuffle(used)
             for k1 in used:
@@ -348,5 +468,7 @@ class IntervalSearch:
                     if k2 != k1 and self.tails(k1, k2):
                         changed = True
                         break
+            if self.trace is not None:
+                self.trace.append((rounds, time.monotonic(), dict(self.moves), self.cost()))
             if not changed:
                 return
