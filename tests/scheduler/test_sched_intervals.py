@@ -75,3 +75,28 @@ def test_city_day_uses_the_interval_search_and_explains_everything() -> None:
     for r in plan.used_routes():
         cars.setdefault(p.vehicle(r.vehicle_id).car_id, set()).add(r.driver_id)
     assert any(len(ds) == 2 for ds in cars.values())
+
+
+def test_early_and_late_driver_share_a_car_and_night_has_no_driver() -> None:
+    """One car, an early driver (07–15) and a late driver (15–22): the morning trip and the
+    evening trip are both served on that car by different drivers; a trip at 23:00 is
+    explained as 'no driver on shift'."""
+    from scheduler.dayplan import Car, Crew, Trip, build_day
+    from simulators.demand import great_circle_matrix
+
+    h = 3600.0
+    home, office = (39.90, 116.40), (39.92, 116.42)
+    trips = [Trip("am", office, office, 9 * h, 11 * h), Trip("pm", office, office, 18 * h, 20 * h),
+             Trip("night", office, office, 23 * h, 23.5 * h)]
+    crew = [Crew("early", frozenset({"C1", "C2"}), ((7 * h, 15 * h),)),
+            Crew("late", frozenset({"C1", "C2"}), ((15 * h, 22 * h),))]
+    day = build_day(trips, [Car("car", home, 4, licence="C2")], crew, great_circle_matrix)
+    p = day.problem
+    assert [v.id for v in p.vehicles] == ["car", "car/2"]
+    plan = solve(p, SolveOptions(time_limit=1))
+    assert validate(p, plan) == []
+    by_booking = {b: (r.vehicle_id, r.driver_id) for r in plan.used_routes()
+                  for b in r.booking_ids()}
+    assert by_booking == {"am": ("car", "early"), "pm": ("car/2", "late")}
+    assert plan.vehicles_used == 1
+    assert [(u.booking_id, u.code) for u in plan.unserved] == [("night", "no_driver_on_shift")]
