@@ -310,9 +310,11 @@ def build_day(trips: Sequence[Trip], cars: Sequence[Car], crew: Sequence[Crew],
 def day_options(time_limit: float, n_bookings: int) -> SolveOptions:
     """Solver options for an official-car day.
 
-    vroom explores thoroughly on small days and fast on big ones (its construction phase
-    ignores the time limit); on big days, where the OR-Tools model would take longer to
-    build than the time left, vroom gets most of the time.  No break allowance: the car
+    Days of more than ``interval_min_bookings`` bookings without frozen legs are
+    fixed-interval problems and go to the dedicated local search (:mod:`scheduler.intervals`)
+    for the whole time.  Otherwise vroom explores thoroughly on small days and fast on big
+    ones (its construction phase ignores the time limit); on big days, where the OR-Tools
+    model would take longer to build than the time left, vroom gets most of the time.  No break allowance: the car
     waits through every booking, so breaks are taken there (the validator still checks).
     """
     big = n_bookings > 500
