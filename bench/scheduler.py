@@ -211,7 +211,7 @@ def _print_summary(s: dict) -> None:
 # ----------------------------------------------------------------------------------------
 #: Share of the time given to gongche's search: the rest is its own overhead (pre-checks,
 #: driver assignment, timing, explanations), so that the whole plan fits in ``seconds``.
-CITYDAY_SEARCH_SHARE = 0.6
+CITYDAY_SEARCH_SHARE = 0.7
 
 
 def _served(plan: Plan) -> int:
@@ -231,16 +231,19 @@ def run_cityday(seconds: float, json_path: str | None, size: str | None = None,
     limits, licences, explanations) with ``CITYDAY_SEARCH_SHARE`` of ``seconds`` for the
     search, and ``time_s`` is its whole wall time.  pyvroom (exploration 5, 2 threads,
     timeout ``seconds``) gets shipments, categories/seats/licences as skills and each
-    car's paired driver shift as the vehicle time window — the same pairing gongche starts
-    from; it does not model breaks or driving limits, and its plan is validated without
-    them (in its favour).  ``insert_p95_ms``: ``n_urgent`` emergency bookings inserted one
-    at a time (each into gongche's plan) with :func:`scheduler.insert.insert_booking`.
+    duty's paired driver shift as the vehicle time window — the same duties and pairing
+    gongche starts from (a car with an early and a late driver is two vroom vehicles with
+    disjoint windows) — and the driver's daily driving limit as ``max_travel_time``; vroom
+    cannot express the break rule, so its plan is validated without it (in its favour)
+    and ``served_under_driver_rules`` counts what survives it.  ``insert_p95_ms``:
+    ``n_urgent`` emergency bookings inserted one at a time (each into gongche's plan) with
+    :func:`scheduler.insert.insert_booking`.
     """
     import copy
     from dataclasses import replace
 
     from scheduler.compat import allowed_vehicle_ids
-    from scheduler.dayplan import booking_of, day_options
+    from scheduler.dayplan import day_options
     from scheduler.drivers import pair_before_routing
     from scheduler.insert import insert_booking
     from scheduler.vroom_adapter import solve_vroom
@@ -278,7 +281,8 @@ def run_cityday(seconds: float, json_path: str | None, size: str | None = None,
     for peer, level in (("pyvroom", 5), ("pyvroom_x0", 0)):
         t0 = time.monotonic()
         routes = solve_vroom(p, 1.0, exploration=level, threads=2, vehicles=fleet,
-                             timeout=seconds, allowed=allowed)
+                             timeout=seconds, allowed=allowed,
+                             max_travel={vid: d.max_driving for vid, d in drivers.items()})
         vroom_s = time.monotonic() - t0
         vplan = plan_from_routes(relaxed, routes)
         vviol = validate(relaxed, vplan)
@@ -303,7 +307,7 @@ def run_cityday(seconds: float, json_path: str | None, size: str | None = None,
     times: list[float] = []
     inserted = bumped = invalid = 0
     for t in cd.urgent:
-        b = booking_of(t, day.node_of, p.durations, list(day.cars.values()))
+        b = day.booking(t)
         prob = replace(p, bookings=list(p.bookings))
         t1 = time.perf_counter()
         res = insert_booking(prob, plan, b)

@@ -159,8 +159,13 @@ def driver_fits_route(problem: Problem, d: Driver, v: Vehicle, route: Route,
 
 
 def assign_after_routing(problem: Problem, routes: list[Route]) -> dict[str, str] | None:
-    """Exact assignment vehicle id → driver id for the used routes (None if impossible)."""
-    from scheduler.timing import visits_of
+    """Exact assignment vehicle id → driver id for the used routes (None if impossible).
+
+    Drivers with the same break rule get the same re-timed route, so each route is timed
+    once per distinct rule (not once per driver); shift, licences and driving limit are
+    then checked per driver.
+    """
+    from scheduler.timing import schedule, visits_of
 
     vehicles = {v.id: v for v in problem.vehicles}
     by_id = {b.id: b for b in problem.bookings}
@@ -170,18 +175,35 @@ def assign_after_routing(problem: Problem, routes: list[Route]) -> dict[str, str
             continue
         v = vehicles[r.vehicle_id]
         visits = visits_of(problem, r, by_id)
+        needs = {b.licence for b, _k in visits if b.licence is not None}
         # Necessary condition, cheap: some shift spans the drive out to the first stop and
         # back from the last one (the break rule can only make the route longer).
         inner = [s for s in r.stops if s.booking_id is not None]
         lo = inner[0].start - float(problem.durations[r.stops[0].node, inner[0].node])
         hi = inner[-1].departure + float(problem.durations[inner[-1].node, r.stops[-1].node])
-        # Prefer keeping the pre-routing pairing (stable plans are easier to announce).
-        weights[r.vehicle_id] = {
-            d.id: 2 if d.id == r.driver_id else 1
-            for d in problem.drivers
-            if any(a - 1e-6 <= lo and hi <= b + 1e-6 for a, b in d.shifts)
-            and driver_fits_route(problem, d, v, r, visits)
-        }
+        timed: dict[tuple[float, float], tuple[float, float, float] | None] = {}
+        ok: dict[str, int] = {}
+        for d in problem.drivers:
+            if not any(a - 1e-6 <= lo and hi <= b + 1e-6 for a, b in d.shifts):
+                continue
+            if not driver_can_drive(d, v) or not needs <= d.licences:
+                continue
+            rule = (d.break_after, d.break_duration)
+            if rule not in timed:
+                t = schedule(problem, v, visits, d.id, rest=d)
+                timed[rule] = None if t is None else (
+                    t.stops[0].departure, t.stops[-1].arrival, route_driving(problem, t))
+            got = timed[rule]
+            if got is None:
+                continue
+            begin, end, driving = got
+            if not any(a - 1e-6 <= begin and end <= b + 1e-6 for a, b in d.shifts):
+                continue
+            if driving > d.max_driving + 1e-6:
+                continue
+            # Prefer keeping the pre-routing pairing (stable plans are easier to announce).
+            ok[d.id] = 2 if d.id == r.driver_id else 1
+        weights[r.vehicle_id] = ok
     if not weights:
         return {}
     return _match(weights, cover_all=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scheduler.compat import overlap
 from scheduler.model import Booking, Plan, Problem, Unserved, Vehicle
 
 #: code → (English, zh-CN) templates; ``{id}`` is the booking id.
@@ -80,11 +79,6 @@ def _kind_fits(b: Booking, v: Vehicle) -> bool:
     return b.allowed_vehicles is None or v.id in b.allowed_vehicles
 
 
-def _time_span(b: Booking) -> tuple[float, float]:
-    lo = b.pickup_window[0] if b.pickup is not None else b.delivery_window[0]
-    return lo, b.delivery_window[1]
-
-
 def _reach(problem: Problem, b: Booking, v: Vehicle) -> str | None:
     """First reachability failure on vehicle ``v`` (None = reachable)."""
     dur = problem.durations
@@ -105,8 +99,51 @@ def _reach(problem: Problem, b: Booking, v: Vehicle) -> str | None:
     return None
 
 
+_SHIFTS: dict[int, tuple[object, dict[tuple[float, float], frozenset[str]]]] = {}
+
+
+def reachable(problem: Problem, b: Booking, v: Vehicle) -> bool:
+    """``v`` could serve ``b`` on its own (from its garage, within its window)."""
+    return _reach(problem, b, v) is None
+
+
+def _shift_licences(problem: Problem) -> dict[tuple[float, float], frozenset[str]]:
+    """Distinct shifts → licences held by some driver on that shift (cached per list)."""
+    key = id(problem.drivers)
+    hit = _SHIFTS.get(key)
+    if hit is not None and hit[0] is problem.drivers:
+        return hit[1]
+    out: dict[tuple[float, float], set[str]] = {}
+    for d in problem.drivers:
+        for sh in d.shifts:
+            out.setdefault(tuple(sh), set()).update(d.licences)  # type: ignore[arg-type]
+    frozen = {k: frozenset(v) for k, v in out.items()}
+    if len(_SHIFTS) > 64:
+        _SHIFTS.clear()
+    _SHIFTS[key] = (problem.drivers, frozen)
+    return frozen
+
+
+def _fits_shift(problem: Problem, b: Booking, shift: tuple[float, float]) -> bool:
+    """Can ``b`` be served entirely inside ``shift`` (ignoring the drive from the garage)?"""
+    a, z = shift
+    t = a
+    if b.pickup is not None:
+        t = max(t, b.pickup_window[0])
+        if t > b.pickup_window[1] + 1e-9:
+            return False
+        t += b.pickup_service + float(problem.durations[b.pickup, b.delivery])
+    t = max(t, b.delivery_window[0])
+    return t <= b.delivery_window[1] + 1e-9 and t + b.delivery_service <= z + 1e-9
+
+
 def precheck(problem: Problem, b: Booking) -> Unserved | None:
-    """Static reason why ``b`` can never be served, or ``None``."""
+    """Static reason why ``b`` can never be served, or ``None``.
+
+    "No driver on shift": a driver drives one duty inside one shift, so the booking must
+    fit inside some driver's shift — picked up and dropped off (at the earliest times its
+    windows and the direct drive allow) between the shift's start and end.
+    """
     kind_ok = [v for v in problem.vehicles if _kind_fits(b, v)]
     if not kind_ok:
         return unserved("no_vehicle_category" if b.category else "no_allowed_vehicle", b)
@@ -115,13 +152,15 @@ def precheck(problem: Problem, b: Booking) -> Unserved | None:
         return unserved("too_many_passengers", b, seats=seats)
     fitting = [v for v in kind_ok if v.seats >= b.passengers]
     if problem.drivers:
-        span = _time_span(b)
-        on_shift = [d for d in problem.drivers if any(overlap(s, span) for s in d.shifts)]
+        on_shift = [lic for sh, lic in _shift_licences(problem).items()
+                    if _fits_shift(problem, b, sh)]
         if not on_shift:
             return unserved("no_driver_on_shift", b)
-        if b.licence and not any(b.licence in d.licences for d in on_shift):
+        if b.licence and not any(b.licence in lic for lic in on_shift):
             return unserved("no_driver_licence", b)
-    failures = [_reach(problem, b, v) for v in fitting]
+    # Duties of one garage and window are alike: test each kind once.
+    kinds = {(v.origin, v.destination, v.window): v for v in fitting}
+    failures = [_reach(problem, b, v) for v in kinds.values()]
     if any(f is None for f in failures):
         return None
     # Report the failure that got furthest along the trip.

@@ -59,7 +59,15 @@ class Booking:
 
 @dataclass(frozen=True)
 class Vehicle:
-    """A car with its garage, seats and availability."""
+    """A car with its garage, seats and availability — or one *duty* (车班) of a car.
+
+    Shift model: a driver drives one duty a day, and a car may have several duties, each
+    its own routing vehicle with its own window, e.g. an early-shift driver 07:00–17:00 and
+    a late-shift driver 17:00–22:00 on the same car (handover at the garage).  The duties of
+    one car carry the car's id in ``car`` and have disjoint windows, so a plan can never use
+    the car twice at once (the validator checks it independently).  ``car=None``: the
+    vehicle is a car of its own (benchmarks, one duty per car).
+    """
 
     id: str
     seats: int
@@ -72,6 +80,13 @@ class Vehicle:
     position: int | None = None
     #: Licence class needed to drive this car (e.g. "C1", "B1").
     licence: str | None = None
+    #: The physical car this duty belongs to (``None``: the vehicle is the car itself).
+    car: str | None = None
+
+    @property
+    def car_id(self) -> str:
+        """Id of the physical car (the vehicle's own id unless it is a second duty)."""
+        return self.id if self.car is None else self.car
 
     @property
     def origin(self) -> int:
@@ -86,7 +101,11 @@ class Vehicle:
 
 @dataclass(frozen=True)
 class Driver:
-    """A driver.  Once paired with a vehicle the driver's shift is the vehicle's window."""
+    """A driver.  Once paired with a vehicle (duty) the driver's shift bounds its window.
+
+    A driver drives at most one route (duty) a day, inside one of ``shifts``; the whole
+    route counts against ``max_driving`` and the break rule below.
+    """
 
     id: str
     shifts: tuple[Window, ...] = ((0, 86_400),)
@@ -212,7 +231,8 @@ def route_distance(problem: Problem, stops: list[Stop], durations: bool = False)
 
 
 def plan_totals(problem: Problem, plan: Plan) -> None:
-    """Recompute ``total_distance`` and ``vehicles_used`` from the routes."""
+    """Recompute ``total_distance`` and ``vehicles_used`` (distinct cars) from the routes."""
     used = plan.used_routes()
-    plan.vehicles_used = len(used)
+    cars = {v.id: v.car_id for v in problem.vehicles}
+    plan.vehicles_used = len({cars.get(r.vehicle_id, r.vehicle_id) for r in used})
     plan.total_distance = sum(route_distance(problem, r.stops) for r in used)

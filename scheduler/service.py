@@ -6,8 +6,11 @@ one place where the scheduler meets ``fleet`` and ``dispatch``: the pure model
 (:mod:`scheduler.dayplan`) and the solver know nothing of the database.
 
 * :func:`plan_day` — approved bookings of the day in the actor's scope, cars in service
-  (garage = start and end), active drivers (licence classes; shift 07:00–22:00 local, there
-  is no shift model yet), bookings assigned or under way kept on their car as frozen legs;
+  (garage = start and end), active drivers (licence classes; shift 07:00–22:00 local: the
+  database has no per-driver shifts yet, so :func:`scheduler.dayplan.roster` gives every car
+  one duty — with shifts stored it would plan second duties ``"<car>/2"``, which this module
+  maps back to the car through :func:`_car`), bookings assigned or under way kept on their
+  car as frozen legs;
   travel matrix from :func:`geo.travel.provider_from_settings`; solved, then validated by
   :func:`scheduler.validate.validate` — a plan that fails is refused (422 ``plan_invalid``),
   never returned as OK.
@@ -209,7 +212,7 @@ def _at(ctx: _Context, seconds: float) -> datetime:
 def _stop_out(ctx: _Context, route: Route, s: Stop) -> schemas.StopOut:
     lat, lon = ctx.day.problem.nodes[s.node]
     if s.booking_id is None:
-        address = f"车库 garage ({ctx.vehicles[route.vehicle_id].plate})"
+        address = f"车库 garage ({ctx.vehicles[_car(ctx, route.vehicle_id)].plate})"
     else:
         b = ctx.bookings[s.booking_id]
         address = b.pickup_address if s.kind == "pickup" else _end_point(b)[1]
@@ -218,8 +221,16 @@ def _stop_out(ctx: _Context, route: Route, s: Stop) -> schemas.StopOut:
                            start=_at(ctx, s.start), departure=_at(ctx, s.departure))
 
 
+def _car(ctx: _Context, vid: str) -> str:
+    """The car (database vehicle id) of a routing vehicle (a duty of that car)."""
+    try:
+        return ctx.day.problem.vehicle(vid).car_id
+    except KeyError:
+        return vid
+
+
 def route_out(ctx: _Context, r: Route) -> schemas.RouteOut:
-    v = ctx.vehicles[r.vehicle_id]
+    v = ctx.vehicles[_car(ctx, r.vehicle_id)]
     d = ctx.drivers.get(r.driver_id or "")
     ids = r.booking_ids()
     frozen = set(ctx.frozen.get(r.vehicle_id, []))
@@ -294,7 +305,7 @@ def plan_day(db: Session, actor: User, req: schemas.PlanRequest, routing_url: st
                                                for v in violations[:20]])
     frozen_ids = {bid for bids in ctx.frozen.values() for bid in bids}
     routes = [r for r in plan.routes if r.used]
-    items = [schemas.AssignmentItem(booking_id=int(bid), vehicle_id=int(r.vehicle_id),
+    items = [schemas.AssignmentItem(booking_id=int(bid), vehicle_id=int(_car(ctx, r.vehicle_id)),
                                     driver_id=int(r.driver_id), version=ctx.bookings[bid].version,
                                     start_at=ctx.bookings[bid].start_at,
                                     end_at=ctx.bookings[bid].end_at)
@@ -313,7 +324,8 @@ def plan_day(db: Session, actor: User, req: schemas.PlanRequest, routing_url: st
         served=sum(len(r.booking_ids()) for r in routes), vehicles_used=plan.vehicles_used,
         vehicles_available=len(ctx.vehicles), drivers_available=len(ctx.drivers),
         km=round(ctx.day.km(plan), 3), empty_km=round(empty, 3),
-        routes=[route_out(ctx, r) for r in sorted(routes, key=lambda r: int(r.vehicle_id))],
+        routes=[route_out(ctx, r) for r in sorted(
+            routes, key=lambda r: (int(_car(ctx, r.vehicle_id)), r.vehicle_id))],
         unserved=sorted(unserved, key=lambda u: u.booking_id), assignments=items,
         solve_seconds=round(seconds, 3), engines=str(plan.meta.get("engines", "")),
         log=[str(x) for x in cast(list, plan.meta.get("log", []))])
@@ -401,8 +413,8 @@ def insert_urgent(db: Session, actor: User, req: schemas.InsertRequest,
     for victim, moved in res.replaced.items():
         mr = routes.get(moved) if moved else None
         bumped.append(schemas.BumpOut(
-            booking_id=int(victim), moved_to_vehicle_id=int(moved) if moved else None,
-            moved_to_plate=ctx.vehicles[moved].plate if moved else None,
+            booking_id=int(victim), moved_to_vehicle_id=int(_car(ctx, moved)) if moved else None,
+            moved_to_plate=ctx.vehicles[_car(ctx, moved)].plate if moved else None,
             moved_to_driver_id=int(mr.driver_id) if mr and mr.driver_id else None))
     committed = False
     if req.commit:
@@ -411,7 +423,7 @@ def insert_urgent(db: Session, actor: User, req: schemas.InsertRequest,
         why = req.reason or "紧急插单"
         for bo in bumped:
             dispatch.unassign(db, actor, bo.booking_id, f"被紧急用车 {b.id} 顶替: {why}")
-        _assign(db, actor, b.id, int(route.vehicle_id), int(route.driver_id), why)
+        _assign(db, actor, b.id, int(_car(ctx, route.vehicle_id)), int(route.driver_id), why)
         for bo in bumped:
             if bo.moved_to_vehicle_id is not None and bo.moved_to_driver_id is not None:
                 _assign(db, actor, bo.booking_id, bo.moved_to_vehicle_id,
@@ -419,8 +431,9 @@ def insert_urgent(db: Session, actor: User, req: schemas.InsertRequest,
         committed = True
     d = ctx.drivers.get(route.driver_id or "")
     return schemas.InsertOut(
-        booking_id=b.id, inserted=True, committed=committed, vehicle_id=int(route.vehicle_id),
-        plate=ctx.vehicles[route.vehicle_id].plate, driver_id=d.id if d else None,
+        booking_id=b.id, inserted=True, committed=committed,
+        vehicle_id=int(_car(ctx, route.vehicle_id)),
+        plate=ctx.vehicles[_car(ctx, route.vehicle_id)].plate, driver_id=d.id if d else None,
         driver_name=d.name if d else None, added_km=round(res.added_distance / 1000, 3),
         route=route_out(ctx, route), bumped=bumped, seconds=round(time.monotonic() - t0, 4))
 

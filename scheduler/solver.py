@@ -18,10 +18,12 @@ Model (one routing node per *stop*, so two bookings at one building are two node
   Python callback is ever called during search (OR-Tools complaint 11);
 * frozen legs are hard ``NextVar`` chains from the vehicle start (complaint 12);
 * a time limit is always set (complaint 10);
-* drivers are paired with vehicles before routing (CP-SAT; the shift becomes the vehicle's
-  window), a ``Driving`` dimension caps driving time, and every arc is charged a break
-  allowance (20 min per 4 h of driving) so that the breaks fit (complaint 9); after
-  routing the drivers are re-assigned exactly (CP-SAT) to the routes actually used.
+* vehicles are *duties* (a car may have an early and a late duty with different drivers,
+  see :class:`scheduler.model.Vehicle`); drivers are paired with duties before routing
+  (exact matching; the shift bounds the duty's window), a ``Driving`` dimension caps
+  driving time, and every arc is charged a break allowance (20 min per 4 h of driving) so
+  that the breaks fit (complaint 9); after routing the drivers are re-assigned exactly
+  (min-cost flow) to the routes actually used.
 
 Search (a portfolio, reported as such in the benchmark):
 
@@ -30,10 +32,17 @@ Search (a portfolio, reported as such in the benchmark):
 2. fleet reduction: vroom again with one vehicle fewer while it serves everything; when it
    leaves a few bookings out, OR-Tools starts from its routes (``ReadAssignmentFromRoutes``)
    and tries to place them;
-3. improvement: when PyVRP can express the problem (no per-booking vehicle restrictions,
-   drivers, ride times or frozen legs — e.g. the public benchmarks), its hybrid genetic
-   search first tries one vehicle fewer (stopping at the first feasible solution) and then
-   polishes distance; otherwise OR-Tools guided local search polishes from the seed.
+3. fixed-interval days (the official-car day: each booking holds its car for a fixed
+   interval, one booking on board at a time; more than ``interval_min_bookings``) skip
+   steps 1–2 (the fleet is the day's duties): the dedicated local search of
+   :mod:`scheduler.intervals` (cheapest insertion, ejection chains, relocation, 2-opt* tail
+   exchange, then ruin and recreate) gets the whole time — measured better than starting
+   it from a vroom seed (``interval_vroom_seed``);
+4. otherwise improvement: when PyVRP can express the problem (no per-booking vehicle
+   restrictions, drivers, ride times or frozen legs — e.g. the public benchmarks), its
+   hybrid genetic search first tries one vehicle fewer (stopping at the first feasible
+   solution) and then polishes distance; otherwise OR-Tools guided local search polishes
+   from the seed.
 
 Times in the plan are recomputed in floating point from the matrices; the integer model
 uses ``scale`` and rounds durations *up*, so an integer-feasible plan is feasible with the
@@ -53,7 +62,7 @@ from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
 from scheduler.compat import allowed_vehicle_ids
 from scheduler.drivers import assign_after_routing, best_shift, pair_before_routing
-from scheduler.explain import explain_unserved, precheck
+from scheduler.explain import explain_unserved, precheck, reachable, unserved
 from scheduler.insert import best_insertion
 from scheduler.model import (
     PRIORITY_WEIGHT,
@@ -105,6 +114,15 @@ class SolveOptions:
     #: step (validator-backed) enforces them — better when long waits are the norm, as on
     #: official-car days where the car waits through every booking.
     break_allowance: bool = True
+    #: Fixed-interval days (:mod:`scheduler.intervals`) with more bookings than this get
+    #: the dedicated local search after the vroom seed instead of OR-Tools.
+    interval_min_bookings: int = 200
+    #: Start that local search from a vroom seed (capped at ``interval_vroom_share`` of the
+    #: time).  Off by default: on the 1,000-booking city day the search's own construction
+    #: with the whole time limit served more bookings with less empty running than the
+    #: vroom seed plus the rest of the time (vroom cut short under load seeds badly).
+    interval_vroom_seed: bool = False
+    interval_vroom_share: float = 0.55
 
 
 @dataclass
@@ -396,6 +414,10 @@ class _Search:
             self.pyvrp_ok = applicable(problem, bookings)
         #: With PyVRP in the portfolio its search re-places bookings better than OR-Tools.
         self.ortools_repair = not self.pyvrp_ok
+        from scheduler.intervals import applicable as fixed_intervals
+
+        self.intervals = (len(bookings) > opts.interval_min_bookings
+                          and fixed_intervals(problem, bookings, self.vehicles))
 
     def repaired(self, routes: Routes) -> Routes:
         """Routes with the bookings removed that make them break a rule."""
@@ -469,7 +491,9 @@ class _Search:
                      if self.o.break_allowance else np.zeros_like(travel))
             routes = solve_vroom(self.p, self.o.scale, self.o.vroom_exploration, self.o.threads,
                                  vehicles=vehicles, bookings=self.bookings, timeout=cap,
-                                 allowed=self.allowed, extra=extra if extra.any() else None)
+                                 allowed=self.allowed, extra=extra if extra.any() else None,
+                                 max_travel={vid: d.max_driving
+                                             for vid, d in self.drivers.items()} or None)
         except Exception as exc:  # vroom refuses some inputs; OR-Tools alone then
             self.note(f"vroom failed: {exc}")
             return None
@@ -536,8 +560,31 @@ class _Search:
             return res
         return best
 
+    def run_intervals(self) -> Routes:
+        """Fixed-interval day: the dedicated local search, from its own construction or
+        from a vroom seed (then it never serves fewer bookings than vroom did)."""
+        from scheduler.intervals import IntervalSearch
+
+        seed = None
+        if self.o.seed_with_vroom and self.o.interval_vroom_seed:
+            seed = self._vroom(self.vehicles, self.o.interval_vroom_share)
+            if seed is not None:
+                self.note(f"vroom seed: {_score(self.p, seed)}")
+        ls = IntervalSearch(self.p, self.bookings, self.vehicles, self.allowed,
+                            seed=self.o.seed)
+        if seed:
+            ls.load(seed)
+        ls.run(self.deadline - 0.05)
+        res = ls.export()
+        if self.drivers and not self.feasible(res):
+            res = self.repaired(res)
+        self.note(f"interval search {ls.moves}: {_score(self.p, res)}")
+        return res
+
     def run(self) -> Routes:
         """Seed, shrink the fleet, then improve with the best engine that fits."""
+        if self.intervals:
+            return self.run_intervals()
         best = self.seed()
         complete = best is not None and len(_served(best)) == len(self.bookings)
         if best is not None and complete and self.o.minimise_vehicles:
@@ -694,8 +741,10 @@ def _final_drivers(problem: Problem, routes: Routes,
 
 def _engines(opts: SolveOptions, search: _Search) -> str:
     parts = ["vroom"] if opts.seed_with_vroom and not search.p.frozen and any(
-        b.pickup is not None for b in search.bookings) else []
-    parts.append("pyvrp-hgs" if search.pyvrp_ok else "ortools-gls")
+        b.pickup is not None for b in search.bookings) and (
+        not search.intervals or opts.interval_vroom_seed) else []
+    parts.append("pyvrp-hgs" if search.pyvrp_ok else "interval-ls" if search.intervals
+                 else "ortools-gls")
     return "+".join(parts)
 
 
@@ -730,6 +779,15 @@ def solve(problem: Problem, options: SolveOptions | None = None) -> Plan:
     served = {bid for r in plan.routes for bid in r.booking_ids()}
     plan.unserved = list(rejected.values())
     dropped = [b for b in bookings if b.id not in served]
+    if dropped and opts.explain and search.intervals:
+        # Fixed-interval day: the local search tried every gap and ejection, so a booking
+        # some duty could serve on its own is left out because the suitable cars are busy.
+        busy = [b for b in dropped if precheck(problem, b) is None
+                and any(reachable(problem, b, search.by_id[vid])
+                        for vid in allowed[b.id] if vid in search.by_id)]
+        plan.unserved += [unserved("fleet_busy", b) for b in busy]
+        gone = {b.id for b in busy}
+        dropped = [b for b in dropped if b.id not in gone]
     if dropped:
         budget = t0 + max(opts.time_limit, 1.0) * (1 + opts.explain_share)
         plan.unserved += (explain_unserved(problem, plan, dropped, deadline=budget)

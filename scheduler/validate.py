@@ -4,6 +4,12 @@ This module shares no code with the solver, the insertion heuristic or vroom: it
 the problem and the plan and recomputes every quantity (travel, times, loads, distances)
 from the matrices.  A plan is acceptable only when :func:`validate` returns an empty list.
 (OR-Tools complaint 8: solutions that silently violate windows or breaks.)
+
+Driver rules checked per route (a route is one driver's duty): a known driver, used on one
+route only, holding the car's and the bookings' licences, the route inside one of the
+driver's shifts, at most ``max_driving`` seconds of driving, and never more than
+``break_after`` seconds of driving without a stay of ``break_duration``.  Duties of one car
+(``Vehicle.car``) must not overlap in time (``car_overlap``); ``vehicles_used`` counts cars.
 """
 
 from __future__ import annotations
@@ -60,8 +66,25 @@ class _Checker:
             self.check_route(route, v, served)
             self.check_driver(route, v, seen_drivers)
         self.check_coverage(served)
+        self.check_cars()
         self.check_totals()
         return self.out
+
+    def check_cars(self) -> None:
+        """Duties of one car (several drivers a day) never overlap in time."""
+        spans: dict[str, list[tuple[float, float, str]]] = {}
+        for r in self.plan.routes:
+            v = self.vehicles.get(r.vehicle_id)
+            if v is None or not r.used:
+                continue
+            car = v.id if v.car is None else v.car
+            spans.setdefault(car, []).append((r.stops[0].departure, r.stops[-1].arrival, v.id))
+        for car, xs in spans.items():
+            xs.sort()
+            for (_a1, b1, v1), (a2, _b2, v2) in zip(xs, xs[1:], strict=False):
+                if a2 < b1 - EPS:
+                    self.add("car_overlap", f"car {car}: duty {v2} leaves at {a2:.0f} before "
+                             f"duty {v1} is back at {b1:.0f}", v2)
 
     def check_coverage(self, served: dict[str, str]) -> None:
         unserved_ids = [u.booking_id for u in self.plan.unserved]
@@ -80,8 +103,11 @@ class _Checker:
 
     def check_totals(self) -> None:
         used = [r for r in self.plan.routes if r.used]
-        if self.plan.vehicles_used != len(used):
-            self.add("totals_vehicles", f"vehicles_used {self.plan.vehicles_used} != {len(used)}")
+        cars = {r.vehicle_id if (v := self.vehicles.get(r.vehicle_id)) is None
+                else v.car_id for r in used}
+        if self.plan.vehicles_used != len(cars):
+            self.add("totals_vehicles", f"vehicles_used {self.plan.vehicles_used} != "
+                     f"{len(cars)} cars")
         dist = 0.0
         for r in used:
             nodes = [s.node for s in r.stops]

@@ -65,11 +65,13 @@ def _skills(problem: Problem, vehicles: list[Vehicle], bookings: list[Booking],
 def build_input(problem: Problem, scale: float, vehicles: list[Vehicle] | None = None,
                 bookings: list[Booking] | None = None,
                 allowed: dict[str, list[str]] | None = None,
-                extra: np.ndarray | None = None) -> vroom.Input:
+                extra: np.ndarray | None = None,
+                max_travel: dict[str, float] | None = None) -> vroom.Input:
     """A vroom Input over the problem's nodes (vroom location index = problem node).
 
     ``extra`` (integer, scaled) is added to every travel duration, e.g. the allowance for
-    drivers' breaks that the OR-Tools model charges too.
+    drivers' breaks that the OR-Tools model charges too.  ``max_travel`` (vehicle id →
+    seconds) is the paired driver's daily driving limit, vroom's ``max_travel_time``.
     """
     vehicles = problem.vehicles if vehicles is None else vehicles
     bookings = problem.bookings if bookings is None else bookings
@@ -84,7 +86,9 @@ def build_input(problem: Problem, scale: float, vehicles: list[Vehicle] | None =
         inp.add_vehicle(vroom.Vehicle(
             k, start=v.origin, end=v.destination, capacity=[v.seats],
             skills=veh_skills[v.id], time_window=_tw(v.window, scale),
-            costs=vroom.VehicleCosts(fixed=int(v.fixed_cost * scale))))
+            costs=vroom.VehicleCosts(fixed=int(v.fixed_cost * scale)),
+            max_travel_time=(int(max_travel[v.id] * scale) if max_travel and v.id in max_travel
+                             else None)))
     for j, b in enumerate(bookings):
         skills = job_skills.get(b.id, set())
         prio = _VROOM_PRIORITY[PRIORITY_RANK[b.priority]]
@@ -110,7 +114,8 @@ def solve_vroom(problem: Problem, scale: float = 1.0, exploration: int = 5, thre
                 bookings: list[Booking] | None = None,
                 timeout: float | None = None,
                 allowed: dict[str, list[str]] | None = None,
-                extra: np.ndarray | None = None) -> dict[str, list[Visit]]:
+                extra: np.ndarray | None = None,
+                max_travel: dict[str, float] | None = None) -> dict[str, list[Visit]]:
     """Solve with vroom; return visit sequences per vehicle id (only non-empty routes).
 
     ``timeout`` (seconds) caps vroom's search; by default it runs to completion.
@@ -120,7 +125,7 @@ def solve_vroom(problem: Problem, scale: float = 1.0, exploration: int = 5, thre
     if not bookings:
         return {}
     limit = None if timeout is None else timedelta(seconds=max(0.01, timeout))
-    sol = build_input(problem, scale, vehicles, bookings, allowed, extra).solve(
+    sol = build_input(problem, scale, vehicles, bookings, allowed, extra, max_travel).solve(
         exploration_level=exploration, nb_threads=threads, timeout=limit)
     routes: dict[str, list[Visit]] = {}
     df = sol.routes

@@ -1,7 +1,9 @@
 """A realistic official-car day (模拟用车需求) over the synthetic city, seeded.
 
 Default size: 1,000 bookings, 200 cars of mixed categories and seat counts in four garages
-and the district offices, 250 drivers in three shifts with licence classes, plus ``urgent``
+and the district offices, 250 drivers in three shifts with licence classes (the roster of
+:func:`scheduler.dayplan.roster` gives every car a first duty and the spare drivers second,
+late duties on cars whose first duty ends early), plus ``urgent``
 emergency bookings (防汛/应急) that arrive during the day and are inserted one by one.
 
 Demand shape (what a municipal car pool sees):
@@ -164,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     cd = city_day(a.bookings, a.vehicles, a.drivers, seed=a.seed)
     p = cd.day.problem
     print(f"{p.name}: {len(p.bookings)} bookings (+{len(cd.day.rejected)} rejected up front), "
-          f"{len(p.vehicles)} cars, {len(p.drivers)} drivers, {len(p.nodes)} nodes, "
+          f"{len(cd.day.cars)} cars in {len(p.vehicles)} duties, {len(p.drivers)} drivers, "
+          f"{len(p.nodes)} nodes, "
           f"{len(cd.urgent)} urgent")
 
 

@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.scheduler import run
-from scheduler.dayplan import booking_of
 from scheduler.insert import insert_booking
 from scheduler.solver import SolveOptions, solve
 from scheduler.validate import validate
@@ -21,7 +20,16 @@ def test_generator_is_seeded_and_mixed() -> None:
         [x.pickup_window for x in b.day.problem.bookings]
     p = a.day.problem
     assert len(p.bookings) + len(a.day.rejected) == 80
-    assert len(p.vehicles) == 16 and len(p.drivers) == 20 and len(a.urgent) == 4
+    assert len(a.day.cars) == 16 and len(p.drivers) == 20 and len(a.urgent) == 4
+    # shifts: every car has a first duty, spare drivers take second duties on some cars
+    assert {v.car_id for v in p.vehicles} == set(a.day.cars)
+    seconds = [v for v in p.vehicles if v.car is not None]
+    assert seconds and len(p.vehicles) == 16 + len(seconds)
+    assert len(p.vehicles) <= 20 + sum(  # one driver per duty (+ cars nobody can drive)
+        1 for c in a.day.cars.values() if not any(c.licence in d.licences for d in p.drivers))
+    for v in seconds:
+        first = p.vehicle(v.car)
+        assert v.window[0] >= first.window[1] or v.window[1] <= first.window[0]
     assert len({c.category for c in a.day.cars.values()}) > 1
     assert len({c.capacity for c in a.day.cars.values()}) > 1
     assert len({d.shifts for d in p.drivers}) > 1
@@ -42,7 +50,7 @@ def test_cityday_plan_is_valid_and_urgent_insertions_too() -> None:
         assert max(s.load for s in r.stops) <= 1
     assert cd.day.km(plan) > plan.total_distance / 1000
     for t in cd.urgent:
-        b = booking_of(t, cd.day.node_of, p.durations, list(cd.day.cars.values()))
+        b = cd.day.booking(t)
         prob = replace(p, bookings=list(p.bookings))
         res = insert_booking(prob, plan, b)
         assert validate(prob, res.plan) == []

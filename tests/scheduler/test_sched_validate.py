@@ -197,6 +197,20 @@ def _load(p: Problem, plan: Plan) -> None:
     plan.routes[0].stops[1].load = 7
 
 
+@mutation("car_overlap")
+def _car_overlap(p: Problem, plan: Plan) -> None:
+    # a second duty of the same car (another driver) serving b while the first is out
+    p.vehicles.append(Vehicle("car1/2", seats=4, car="car1"))
+    p.drivers = [Driver("d1"), Driver("d2")]
+    r1 = schedule(p, p.vehicles[0], [(p.bookings[0], "pickup"), (p.bookings[0], "delivery")],
+                  driver_id="d1")
+    r2 = schedule(p, p.vehicles[1], [(p.bookings[1], "pickup"), (p.bookings[1], "delivery")],
+                  driver_id="d2")
+    assert r1 is not None and r2 is not None
+    plan.routes[:] = [r1, r2]
+    plan_totals(p, plan)
+
+
 @pytest.mark.parametrize("code", sorted(MUTATIONS))
 def test_violation_is_caught(code: str) -> None:
     p = two_trips()
@@ -217,3 +231,21 @@ def test_delivery_only_jobs_load_at_start() -> None:
     assert validate(p, plan) == []
     p.vehicles[0] = Vehicle("v", seats=5)
     assert "capacity" in _codes(p, plan)
+
+
+def test_two_duties_of_one_car_in_sequence_are_valid() -> None:
+    """Shift model: an early driver and a late driver share a car, one after the other."""
+    p = two_trips()
+    p.vehicles = [Vehicle("car1", seats=4, window=(0, 1000)),
+                  Vehicle("car1/2", seats=4, window=(1000, 5000), car="car1")]
+    p.drivers = [Driver("early", shifts=((0, 1000),)), Driver("late", shifts=((1000, 5000),))]
+    a, b = p.bookings
+    r1 = schedule(p, p.vehicles[0], [(a, "pickup"), (a, "delivery")], driver_id="early")
+    r2 = schedule(p, p.vehicles[1], [(b, "pickup"), (b, "delivery")], driver_id="late")
+    assert r1 is not None and r2 is not None
+    plan = Plan(routes=[r1, r2])
+    plan_totals(p, plan)
+    assert plan.vehicles_used == 1  # one car, two duties
+    assert validate(p, plan) == []
+    r2.driver_id = "early"  # one driver cannot drive both duties
+    assert {"driver_reused", "shift"} <= _codes(p, plan)
