@@ -314,8 +314,9 @@ def day_options(time_limit: float, n_bookings: int) -> SolveOptions:
     fixed-interval problems and go to the dedicated local search (:mod:`scheduler.intervals`)
     for the whole time.  Otherwise vroom explores thoroughly on small days and fast on big
     ones (its construction phase ignores the time limit); on big days, where the OR-Tools
-    model would take longer to build than the time left, vroom gets most of the time.  No break allowance: the car
-    waits through every booking, so breaks are taken there (the validator still checks).
+    model would take longer to build than the time left, vroom gets most of the time.  No
+    break allowance: the car waits through every booking, so breaks are taken there (the
+    validator still checks).
     """
     big = n_bookings > 500
     return SolveOptions(time_limit=time_limit, break_allowance=False,

@@ -6,11 +6,12 @@ one place where the scheduler meets ``fleet`` and ``dispatch``: the pure model
 (:mod:`scheduler.dayplan`) and the solver know nothing of the database.
 
 * :func:`plan_day` — approved bookings of the day in the actor's scope, cars in service
-  (garage = start and end), active drivers (licence classes; shift 07:00–22:00 local: the
-  database has no per-driver shifts yet, so :func:`scheduler.dayplan.roster` gives every car
-  one duty — with shifts stored it would plan second duties ``"<car>/2"``, which this module
-  maps back to the car through :func:`_car`), bookings assigned or under way kept on their
-  car as frozen legs;
+  (garage = start and end), active drivers (licence classes; their stored shift 班次, or
+  07:00–22:00 local when none is stored; their daily driving limit, 8 h by default):
+  :func:`scheduler.dayplan.roster` gives every car a first duty and, when early and late
+  shifts leave drivers over, second duties ``"<car>/2"``, which this module maps back to
+  the car through :func:`_car`; bookings assigned or under way kept on their car as frozen
+  legs;
   travel matrix from :func:`geo.travel.provider_from_settings`; solved, then validated by
   :func:`scheduler.validate.validate` — a plan that fails is refused (422 ``plan_invalid``),
   never returned as OK.
@@ -29,6 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
@@ -52,6 +54,7 @@ from scheduler.dayplan import (
     LatLon,
     MatrixFn,
     Trip,
+    Window,
     booking_of,
     build_day,
     day_options,
@@ -182,8 +185,7 @@ def _context(db: Session, actor: User, day: date, routing_url: str | None, *,
                 next(((b.pickup_lat, b.pickup_lon) for b in rows.values()), (0.0, 0.0)))
     cars = [Car(str(v.id), _garage(v) or fallback, dispatch.capacity(v),
                 str(v.category), str(dispatch.required_licence(v))) for v in vehicles]
-    crew = [Crew(str(d.id), frozenset(str(c) for c in dispatch.COVERS.get(d.licence_class, ())),
-                 (DEFAULT_SHIFT,)) for d in drivers]
+    crew = [_crew(d) for d in drivers]
     frozen: dict[str, list[str]] = {}
     held_driver: dict[str, str] = {}
     if freeze_held:
@@ -202,6 +204,22 @@ def _context(db: Session, actor: User, day: date, routing_url: str | None, *,
             dist[a, c] for a, c in zip(nodes, nodes[1:], strict=False))))
     return _Context(day_, midnight, rows, {str(v.id): v for v in vehicles},
                     {str(d.id): d for d in drivers}, frozen, held_driver)
+
+
+def _crew(d: Driver) -> Crew:
+    """A driver for the planner: licences covered, the stored shift (local wall-clock
+    seconds from the day's local midnight; the whole service day when none is stored) and
+    the daily driving limit (8 h when none is stored)."""
+    shift: Window = DEFAULT_SHIFT
+    if d.shift_start is not None and d.shift_end is not None:
+        shift = (_seconds(d.shift_start), _seconds(d.shift_end))
+    limit = 8 * 3600.0 if d.max_driving_minutes is None else d.max_driving_minutes * 60.0
+    return Crew(str(d.id), frozenset(str(c) for c in dispatch.COVERS.get(d.licence_class, ())),
+                (shift,), limit)
+
+
+def _seconds(t: dt_time) -> float:
+    return float(t.hour * 3600 + t.minute * 60 + t.second)
 
 
 # --- output --------------------------------------------------------------------------------

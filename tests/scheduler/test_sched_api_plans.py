@@ -3,12 +3,13 @@ commit → assigned; unserved reasons; roles; all-or-nothing commit; frozen legs
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleet.models import VehicleStatus
+from fleet.models import DriverStatus, Vehicle, VehicleStatus
 from tests import factories as f
 from tests.dispatch.conftest import Api, Org, api, make_driver, org, tomorrow  # noqa: F401
 
@@ -205,3 +206,35 @@ def test_insert_refuses_a_booking_that_is_not_approved(api: Api, org: Org) -> No
     held = api.assigned(o)
     r = plans(api, o.dispatcher, "/insert", {"booking_id": held["id"]})
     assert r.status_code == 409 and "assigned" in r.json()["detail"]
+
+
+def test_stored_shifts_give_one_car_an_early_and_a_late_driver(
+        api: Api, org: Org, db: Session) -> None:  # noqa: F811
+    """Drivers' stored shifts (班次) reach the planner: with one car, an early driver
+    (07:00–13:00) takes the morning booking and a late one (13:00–22:00) the evening one,
+    on the same car after a handover — neither could do both."""
+    o = org
+    for d in (o.driver, o.driver2):
+        d.status = DriverStatus.on_leave
+    o.van.status = VehicleStatus.maintenance
+    for v in db.scalars(select(Vehicle)):
+        if v.id != o.car.id:
+            v.status = VehicleStatus.maintenance
+    early = make_driver(db, o.bureau, shift_start=time(7), shift_end=time(13),
+                        max_driving_minutes=300)
+    late = make_driver(db, o.bureau, shift_start=time(13), shift_end=time(22))
+    db.commit()
+    morning = api.approved(o, start_at=tomorrow(8).isoformat(), end_at=tomorrow(10).isoformat())
+    evening = api.approved(o, start_at=tomorrow(17).isoformat(),
+                           end_at=tomorrow(19).isoformat())
+    p = preview(api, o)
+    assert p["valid"] and p["unserved"] == [], p["unserved"]
+    by_booking = {bid: r for r in p["routes"] for bid in r["bookings"]}
+    assert by_booking[morning["id"]]["vehicle_id"] == o.car.id
+    assert by_booking[evening["id"]]["vehicle_id"] == o.car.id
+    assert by_booking[morning["id"]]["driver_id"] == early.id
+    assert by_booking[evening["id"]]["driver_id"] == late.id
+    assert p["vehicles_used"] == 1
+    r = plans(api, o.dispatcher, "/commit", {"assignments": p["assignments"]})
+    assert r.status_code == 200, r.text
+    assert booking(api, o, evening["id"])["assignment"]["driver_id"] == late.id
