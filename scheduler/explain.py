@@ -196,22 +196,23 @@ def _relaxations(problem: Problem, b: Booking) -> list[tuple[str, Problem, Booki
 
 
 def explain_unserved(problem: Problem, plan: Plan, dropped: list[Booking],
-                     deadline: float | None = None) -> list[Unserved]:
+                     deadline: float | None = None, at_least: int = 20) -> list[Unserved]:
     """A reason for every booking the solver left out.
 
     Past ``deadline`` (``time.monotonic()``) only the static pre-check runs; bookings it
     cannot explain get ``not_explained`` (big days: each relaxation is an insertion over
-    every route).
+    every route). The first ``at_least`` are always explained in full, so a small day on a
+    busy machine still says why.
     """
     import time
 
     out: list[Unserved] = []
-    for b in dropped:
+    for i, b in enumerate(dropped):
         pre = precheck(problem, b)
         if pre is not None:
             out.append(pre)
             continue
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and i >= at_least and time.monotonic() > deadline:
             out.append(unserved("not_explained", b))
             continue
         if _relaxed_fits(_without(problem, b), plan, b):
