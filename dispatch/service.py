@@ -109,8 +109,21 @@ def active_assignment(db: Session, booking_id: int) -> Assignment | None:
                                               Assignment.active.is_(True)))
 
 
-def booking_read(db: Session, b: Booking) -> schemas.BookingRead:
-    a = active_assignment(db, b.id)
+def active_assignments(db: Session, booking_ids: list[int]) -> dict[int, Assignment]:
+    """The active assignment of each booking that has one (one query for a whole page)."""
+    if not booking_ids:
+        return {}
+    stmt = select(Assignment).where(Assignment.booking_id.in_(booking_ids),
+                                    Assignment.active.is_(True))
+    return {a.booking_id: a for a in db.scalars(stmt)}
+
+
+_LOOK_UP = object()  # booking_read's default: query the active assignment
+
+
+def booking_read(db: Session, b: Booking, assignment: Any = _LOOK_UP) -> schemas.BookingRead:
+    """The API view of a booking; pass ``assignment`` (or None) when it is already known."""
+    a = active_assignment(db, b.id) if assignment is _LOOK_UP else assignment
     allowed = list(ALLOWED[b.status])
     if b.review_pending:
         allowed.append("review")
@@ -127,6 +140,12 @@ def booking_read(db: Session, b: Booking) -> schemas.BookingRead:
         allowed=allowed,
         assignment=schemas.AssignmentRead.model_validate(a) if a is not None else None,
     )
+
+
+def booking_reads(db: Session, bookings: list[Booking]) -> list[schemas.BookingRead]:
+    """API views of a page of bookings without one assignment query per booking."""
+    held = active_assignments(db, [b.id for b in bookings])
+    return [booking_read(db, b, held.get(b.id)) for b in bookings]
 
 
 def get_booking(db: Session, actor: User, booking_id: int) -> Booking:
