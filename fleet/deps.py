@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
+import anyio
 import redis
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -18,16 +19,43 @@ from fleet.settings import Settings
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
+    # ``async`` although nothing awaits: FastAPI runs a plain ``def`` dependency on the
+    # threadpool, and a thread hop costs more than this whole function.
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One transaction per request: commit on success, roll back on any error."""
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: commit on success, roll back on any error.
+
+    Opening a session does no I/O (it connects on first use), so it happens on the event
+    loop; the commit (or rollback) and the return of the connection to the pool block, so
+    they run on a worker thread, in one hop. As in FastAPI's own handling of ``def``
+    dependencies, that hop is not counted against the threadpool's limit (else requests
+    holding connections could wait for a thread while every thread waits for a connection)
+    and it is shielded from cancellation (a client that goes away must not leak the
+    connection).
+    """
     session: Session = request.app.state.sessionmaker()
     try:
         yield session
-        session.commit()
+    except BaseException:
+        await _in_thread(_finish, session, False)
+        raise
+    await _in_thread(_finish, session, True)
+
+
+async def _in_thread(fn: Callable[..., None], *args: object) -> None:
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(fn, *args, limiter=anyio.CapacityLimiter(1))
+
+
+def _finish(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     except BaseException:
         session.rollback()
         raise
@@ -54,7 +82,7 @@ def get_current_user(
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_redis(request: Request) -> redis.Redis:
+async def get_redis(request: Request) -> redis.Redis:
     return request.app.state.redis  # type: ignore[no-any-return]
 
 
