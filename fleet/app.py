@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -14,11 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleet import health
-from fleet.api import ROUTERS
+from fleet.api import ROUTERS, auth
 from fleet.db import make_engine, make_sessionmaker, writing
-from fleet.errors import DomainError
+from fleet.errors import API_ERRORS, DomainError, error_responses
 from fleet.logging import get_logger
 from fleet.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from fleet.ratelimit import SlidingWindowLimiter
@@ -39,6 +41,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         body: dict[str, Any] = {"error": exc.code, "detail": exc.message}
         body.update(exc.detail)
         return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        # Errors of the HTTP layer (unknown path, wrong method, body too large) in the same
+        # body as every other error (fleet.schemas.ErrorResponse).
+        if exc.status_code < 400 or exc.status_code in (204, 304):
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        try:
+            code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        except ValueError:
+            code = "error"
+        return JSONResponse({"error": code, "detail": str(exc.detail)},
+                            status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -159,8 +174,11 @@ def create_app(
     _install_error_handlers(app)
     _install_metrics(app)
     _install_health(app)
+    # Every API operation documents its error answers with the body the handlers above
+    # really send (ErrorResponse), in place of FastAPI's default 422 (HTTPValidationError).
     for router in ROUTERS + domain_routers() + (extra_routers or []):
-        app.include_router(router)
+        extra = error_responses(429) if router is auth else {}
+        app.include_router(router, responses={**API_ERRORS, **extra})
     from fleet.wiring import wire_domains
     from web.console import mount_console
 
