@@ -62,7 +62,7 @@ def list_bookings(db: DbSession, user: CurrentUser, page: PageParams,
 
 @router.get("/bookings/{booking_id}", response_model=schemas.BookingRead)
 def get_booking(booking_id: int, db: DbSession, user: CurrentUser) -> object:
-    return service.booking_read(db, service.get_booking(db, user, booking_id))
+    return service.read_booking(db, user, booking_id)
 
 
 @router.patch("/bookings/{booking_id}", response_model=schemas.BookingRead)

@@ -47,7 +47,8 @@ class Paged:
 
 def paginate(db: Session, stmt: Select[Any], offset: int, limit: int) -> Paged:
     total = db.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    items = list(db.scalars(stmt.offset(offset).limit(limit)))
+    # unique(): a page may join-load a collection (one row per child)
+    items = list(db.scalars(stmt.offset(offset).limit(limit)).unique())
     return Paged(items, int(total), offset, limit)
 
 
