@@ -57,7 +57,7 @@ def list_bookings(db: DbSession, user: CurrentUser, page: PageParams,
     p = service.list_bookings(db, user, page.offset, page.limit, status=status,
                               department_id=department_id, purpose=purpose, start=start,
                               end=end)
-    return _page(p, service.booking_reads(db, p.items))
+    return _page(p, p.items)
 
 
 @router.get("/bookings/{booking_id}", response_model=schemas.BookingRead)

@@ -47,8 +47,7 @@ class Paged:
 
 def paginate(db: Session, stmt: Select[Any], offset: int, limit: int) -> Paged:
     total = db.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    # unique(): a page may join-load a collection (one row per child)
-    items = list(db.scalars(stmt.offset(offset).limit(limit)).unique())
+    items = list(db.scalars(stmt.offset(offset).limit(limit)))
     return Paged(items, int(total), offset, limit)
 
 
