@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -58,7 +58,6 @@ from fleet.scope import (
     department_subtree,
     require_role,
     visible_clause,
-    visible_departments,
 )
 from fleet.service import Paged
 
@@ -214,12 +213,18 @@ def history(db: Session, actor: User, booking_id: int) -> list[Any]:
 
 # --- drafts and validation ---------------------------------------------------------------
 def _department_for(db: Session, actor: User, department_id: int | None) -> int:
+    """The department booked for: it exists, is active and lies in the actor's scope.
+
+    One query: whether it is in scope is computed with it (visible_clause).
+    """
     dep_id = department_id or actor.department_id
-    dep = db.get(Department, dep_id)
-    if dep is None or not dep.active:
+    scope = visible_clause(actor, Department.id)
+    stmt = select(Department.active, true() if scope is None else scope).where(
+        Department.id == dep_id)
+    row = db.execute(stmt).first()
+    if row is None or not row[0]:
         raise Invalid(f"unknown department {dep_id}", field="department_id")
-    scope = visible_departments(db, actor)
-    if scope is not None and dep_id not in scope:
+    if not row[1]:
         raise Forbidden("you can book only for your own department (and its sub-units)")
     return dep_id
 
