@@ -3,17 +3,19 @@
     gongche bench api --rate 200 --seconds 10 --workers 2 --json bench/results/api.json
 
 A private PostgreSQL+PostGIS (fleet.localservices) is migrated and given a bureau with
-departments, cars, staff and some bookings; ``uvicorn fleet.app:create_app`` serves it on a
-free loopback port with ``--workers`` processes (2 by default, one per core of the
-reference machine). A separate load process (asyncio on uvloop, a minimal keep-alive
-HTTP/1.1 client so that the load takes little of the CPU it shares with the server) sends an
-open-loop schedule of exactly ``rate × seconds`` requests — 20 % booking creations, 40 %
-booking reads by id, 40 % booking list pages, as department staff — and measures each
-request from its *scheduled* start to its response, so a server (or a load) that falls
-behind shows it in the latency instead of hiding it (no coordinated omission). A short
-warm-up (40 bookings to read, 160 reads) is not measured.
-Reported: throughput achieved, p50/p90/p99/max latency overall and per kind, errors, the
-load process's own CPU seconds and how late it sent its latest request."""
+departments, cars, staff and some bookings; ``fleet.app:create_app`` is served by
+``--workers`` uvicorn processes (2 by default, one per core of the reference machine) on one
+free loopback port, each on its own SO_REUSEPORT socket (see :func:`serve_worker`).
+A separate load process (asyncio on uvloop, a minimal keep-alive HTTP/1.1 client so that
+the load takes little of the CPU it shares with the server) sends an open-loop schedule of
+exactly ``rate × seconds`` requests — 20 % booking creations, 40 % booking reads by id,
+40 % booking list pages, as department staff — and measures each request from its
+*scheduled* start to its response, so a server (or a load) that falls behind shows it in
+the latency instead of hiding it (no coordinated omission). A short warm-up (40 bookings
+to read, 160 reads) is not measured.
+Reported: throughput achieved, p50/p90/p99/max latency overall and per kind, errors, each
+server worker's and the load process's CPU seconds, and how late the load sent its latest
+request."""
 
 from __future__ import annotations
 
@@ -258,6 +260,56 @@ def _load_process(base: str, users: list[tuple[str, int]], rate: float, total: i
         raise
 
 
+# ------------------------------------------------------------------------------ server
+def serve_worker(port: int) -> None:
+    """One uvicorn worker process on its own ``SO_REUSEPORT`` socket on ``port``.
+
+    The bench starts ``--workers`` of these rather than ``uvicorn --workers N``: there all
+    workers share one listening socket, and the first to wake accepts a whole burst of
+    connections (asyncio accepts up to the backlog per wake-up), so the load's keep-alive
+    connections ended up 72/28 on two workers and one worker was the bottleneck. With a
+    socket each, the kernel spreads connections over the workers by hash, as it does for
+    ``gunicorn --reuse-port`` or any balancer in front of several processes.
+    """
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config("fleet.app:create_app", factory=True, log_level="warning",
+                            access_log=False, backlog=2048)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _listeners(port: int) -> int:
+    """Sockets listening on 127.0.0.1:port (Linux /proc/net/tcp, state 0A)."""
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as fh:
+        return sum(1 for line in fh
+                   if (f := line.split()) and f[1] == want and f[3] == "0A")
+
+
+def _wait_listeners(port: int, n: int, procs: list[subprocess.Popen[bytes]],
+                    timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _listeners(port) < n:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a server worker exited during start-up")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{n} workers not listening on {port} after {timeout}s")
+        time.sleep(0.1)
+
+
 # ------------------------------------------------------------------------------ main
 def _pct(values: list[float], p: float) -> float:
     if not values:
@@ -270,21 +322,22 @@ def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0
         concurrency: int = 32, quiet: bool = False, workers: int = 2) -> dict[str, Any]:
     """Serve, load, measure; returns (and writes) the summary.
 
-    ``workers`` uvicorn worker processes serve (as ``gongche serve --workers N``; the
-    kernel spreads the load's connections over them). ``concurrency`` is the number of
-    keep-alive connections the load holds, so it bounds the requests in flight; a request
-    due while all are busy waits for one, and that wait counts in its latency. Keep it well
-    below the engine's pool plus the threadpool (50 + 40 per worker): a request holds its
-    connection from the user lookup on, and with more requests in flight than both can
-    seat, threads wait for connections held by requests that wait for a thread.
+    ``workers`` uvicorn processes serve, one SO_REUSEPORT socket each on the same port (the
+    kernel spreads the load's connections over them; :func:`serve_worker`). ``concurrency``
+    is the number of keep-alive connections the load holds, so it bounds the requests in
+    flight; a request due while all are busy waits for one, and that wait counts in its
+    latency. Keep it well below the engine's pool plus the threadpool (50 + 40 per worker):
+    a request holds its connection from the user lookup on, and with more requests in
+    flight than both can seat, threads wait for connections held by requests that wait for
+    a thread.
     """
     from sqlalchemy import create_engine, text
 
-    from fleet.localservices import Postgres, free_port, wait_port
+    from fleet.localservices import Postgres, free_port
 
     total = int(rate * seconds)
     pg = Postgres().start()
-    server = None
+    servers: list[subprocess.Popen[bytes]] = []
     try:
         admin = create_engine(pg.url(), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -296,25 +349,28 @@ def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0
         env = {**os.environ, "GONGCHE_MODE": "test", "GONGCHE_SECRET_KEY": SECRET,
                "GONGCHE_DATABASE_URL": db_url, "GONGCHE_LOG_LEVEL": "WARNING",
                "GONGCHE_LOGIN_ATTEMPTS_PER_MINUTE": "1000"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "fleet.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-             "--log-level", "warning", "--no-access-log"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_port(port, 60)
+        for n in range(1, workers + 1):  # one at a time: each listens before the next starts
+            servers.append(subprocess.Popen(
+                [sys.executable, "-c", f"from bench.api import serve_worker; serve_worker({port})"],
+                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            _wait_listeners(port, n, servers, 90)
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
         loader = ctx.Process(target=_load_process,
                              args=(f"http://127.0.0.1:{port}", users, rate, total, concurrency,
                                    out))
+        cpu0 = [_cpu_seconds(p.pid) for p in servers]
         loader.start()
         got = out.get(timeout=seconds * 30 + 300)
+        server_cpu = [round(_cpu_seconds(p.pid) - c, 2) for p, c in zip(servers, cpu0,
+                                                                         strict=True)]
         loader.join(30)
         if got.get("error"):
             raise RuntimeError(f"load process failed: {got['error']}")
     finally:
-        if server is not None:
+        for server in servers:
             server.terminate()
+        for server in servers:
             try:
                 server.wait(20)
             except subprocess.TimeoutExpired:
@@ -342,7 +398,8 @@ def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0
         "target_p99_ms": TARGET_P99_MS,
         "p99_within_target": bool(lat) and _pct(lat, 99) < TARGET_P99_MS,
         "per_kind": per_kind, "cpus": os.cpu_count(), "server_workers": workers,
-        "concurrency": concurrency, "load_cpu_s": got.get("load_cpu_s"),
+        "concurrency": concurrency, "server_cpu_s": server_cpu,
+        "load_cpu_s": got.get("load_cpu_s"),
         "dispatch_lag_max_ms": got.get("dispatch_lag_max_ms"),
         "load_avg_1min": round(os.getloadavg()[0], 2),
     }
@@ -363,7 +420,8 @@ def _print(r: dict[str, Any]) -> None:
     t.add_column("measure")
     t.add_column("value", justify="right")
     for key in ("requests", "completed_ok", "errors", "throughput_rps", "p50_ms", "p90_ms",
-                "p99_ms", "max_ms", "target_p99_ms", "p99_within_target", "load_cpu_s",
+                "p99_ms", "max_ms", "target_p99_ms", "p99_within_target", "server_cpu_s",
+                "load_cpu_s",
                 "dispatch_lag_max_ms", "load_avg_1min"):
         t.add_row(key, str(r[key]))
     for kind, v in r["per_kind"].items():
