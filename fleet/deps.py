@@ -9,6 +9,7 @@ import anyio
 import redis
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from fleet.errors import Unauthorized
@@ -67,13 +68,20 @@ DbSession = Annotated[Session, Depends(get_db)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 
+#: Built once: SQLAlchemy then reuses its cache key too (``db.get`` builds and keys a new
+#: statement every time; this lookup runs on every authenticated request).
+_USER_BY_ID = select(User).where(User.id == bindparam("uid"))
+
+
 def get_current_user(
     db: DbSession, settings: AppSettings, token: Annotated[str | None, Depends(oauth2)]
 ) -> User:
     if not token:
         raise Unauthorized("not authenticated: log in at /api/auth/token")
     claims = decode_token(token, settings.secret_key)
-    user = db.get(User, int(claims["sub"])) if str(claims.get("sub", "")).isdigit() else None
+    sub = str(claims.get("sub", ""))
+    user = db.execute(_USER_BY_ID, {"uid": int(sub)}).scalar_one_or_none() if sub.isdigit() \
+        else None
     if user is None or not user.active:
         raise Unauthorized("account unknown or retired")
     return user
