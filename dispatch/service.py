@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, or_, select, true
+from sqlalchemy import bindparam, func, or_, select, true
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -55,9 +56,11 @@ from fleet.models import (
     VehicleStatus,
 )
 from fleet.scope import (
+    ALL_SEEING,
     check_visible,
     department_subtree,
     require_role,
+    subtree_clause,
     visible_clause,
 )
 from fleet.service import Paged
@@ -144,19 +147,26 @@ def booking_read(db: Session, b: Booking | SimpleNamespace, assignment: Any = _L
 def read_booking(db: Session, actor: User, booking_id: int) -> schemas.BookingRead:
     """``booking_read(get_booking(...))`` in one query: the booking, its stops and its active
     assignment, and the scope check in SQL (out of scope is not found, as in get_booking)."""
-    stmt = (select(Booking, Assignment)
-            .outerjoin(Assignment, (Assignment.booking_id == Booking.id)
-                       & Assignment.active.is_(True))
-            .where(Booking.id == booking_id)
-            .options(joinedload(Booking.stops)))
-    scope = visible_clause(actor, Booking.department_id)
-    if scope is not None:
-        stmt = stmt.where(scope)
-    row = db.execute(stmt).unique().first()
+    scope = None if actor.role in ALL_SEEING else actor.department_id
+    row = db.execute(_read_statement(scope), {"booking_id": booking_id}).unique().first()
     if row is None:
         raise NotFound(f"booking {booking_id} not found")
     b, a = row
     return booking_read(db, b, a)
+
+
+@lru_cache(maxsize=4096)
+def _read_statement(scope_root: int | None) -> Any:
+    # Built once per department scope: constructing (and cache-keying) it cost more than
+    # running it. ``scope_root`` None: the actor sees every department.
+    stmt = (select(Booking, Assignment)
+            .outerjoin(Assignment, (Assignment.booking_id == Booking.id)
+                       & Assignment.active.is_(True))
+            .where(Booking.id == bindparam("booking_id"))
+            .options(joinedload(Booking.stops)))
+    if scope_root is not None:
+        stmt = stmt.where(subtree_clause(Booking.department_id, scope_root))
+    return stmt
 
 
 def get_booking(db: Session, actor: User, booking_id: int) -> Booking:
