@@ -26,24 +26,42 @@ async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-async def get_db(request: Request) -> AsyncIterator[Session]:
-    """One transaction per request: commit on success, roll back on any error.
+async def _session(request: Request) -> AsyncIterator[Session]:
+    """The request's session, closed once the response has been sent.
 
     Opening a session does no I/O (it connects on first use), so it happens on the event
-    loop; the commit (or rollback) and the return of the connection to the pool block, so
-    they run on a worker thread, in one hop. As in FastAPI's own handling of ``def``
-    dependencies, that hop is not counted against the threadpool's limit (else requests
-    holding connections could wait for a thread while every thread waits for a connection)
-    and it is shielded from cancellation (a client that goes away must not leak the
-    connection).
+    loop, and so does closing one that holds no transaction; one that does (the answer's
+    serialisation loaded something lazily after the commit) is rolled back on a thread.
     """
     session: Session = request.app.state.sessionmaker()
     try:
         yield session
+    finally:
+        if session.in_transaction():
+            await _in_thread(session.close)
+        else:
+            session.close()
+
+
+async def get_db(session: Annotated[Session, Depends(_session)]) -> AsyncIterator[Session]:
+    """One transaction per request: committed before the answer is sent, rolled back on any
+    error.
+
+    ``scope="function"`` (on DbSession): FastAPI's default runs the code after ``yield``
+    once the response has gone out, so a client could read 201 for a booking not yet
+    committed (its next GET answered 404 under ``gongche bench api``), or for one whose
+    commit then failed. The commit (or rollback) blocks, so it runs on a worker thread in
+    one hop; as in FastAPI's own handling of ``def`` dependencies that hop is not counted
+    against the threadpool's limit (else requests holding connections could wait for a
+    thread while every thread waits for a connection), and it is shielded from
+    cancellation (a client that goes away must not leak the connection).
+    """
+    try:
+        yield session
     except BaseException:
-        await _in_thread(_finish, session, False)
+        await _in_thread(session.rollback)
         raise
-    await _in_thread(_finish, session, True)
+    await _in_thread(session.commit)
 
 
 async def _in_thread(fn: Callable[..., None], *args: object) -> None:
@@ -51,20 +69,7 @@ async def _in_thread(fn: Callable[..., None], *args: object) -> None:
         await anyio.to_thread.run_sync(fn, *args, limiter=anyio.CapacityLimiter(1))
 
 
-def _finish(session: Session, commit: bool) -> None:
-    try:
-        if commit:
-            session.commit()
-        else:
-            session.rollback()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
-DbSession = Annotated[Session, Depends(get_db)]
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 
