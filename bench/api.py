@@ -1,15 +1,21 @@
 """API latency under load: the booking and query API served by uvicorn on PostGIS.
 
-    gongche bench api --rate 200 --seconds 10 --json bench/results/api.json
+    gongche bench api --rate 200 --seconds 10 --workers 2 --json bench/results/api.json
 
 A private PostgreSQL+PostGIS (fleet.localservices) is migrated and given a bureau with
-departments, cars, staff and some bookings; ``uvicorn fleet.app:create_app`` serves it on a
-free loopback port (one worker process). A separate load process (httpx, asyncio) sends an
-open-loop schedule of exactly ``rate × seconds`` requests — 20 % booking creations, 40 %
-booking reads by id, 40 % booking list pages, as department staff — and measures each
-request from its scheduled start to its response (so a server that falls behind shows it).
-Reported: throughput achieved, p50/p90/p99/max latency overall and per kind, errors.
-"""
+departments, cars, staff and some bookings; ``fleet.app:create_app`` is served by
+``--workers`` uvicorn processes (2 by default, one per core of the reference machine) on one
+free loopback port, each on its own SO_REUSEPORT socket (see :func:`serve_worker`).
+A separate load process (asyncio on uvloop, a minimal keep-alive HTTP/1.1 client so that
+the load takes little of the CPU it shares with the server) sends an open-loop schedule of
+exactly ``rate × seconds`` requests — 20 % booking creations, 40 % booking reads by id,
+40 % booking list pages, as department staff — and measures each request from its
+*scheduled* start to its response, so a server (or a load) that falls behind shows it in
+the latency instead of hiding it (no coordinated omission). A short warm-up (40 bookings
+to read, 160 reads) is not measured.
+Reported: throughput achieved, p50/p90/p99/max latency overall and per kind, errors, each
+server worker's and the load process's CPU seconds, and how late the load sent its latest
+request."""
 
 from __future__ import annotations
 
@@ -86,69 +92,222 @@ def _seed(database_url: str, staff_count: int = 4) -> list[tuple[str, int]]:
 
 
 # ------------------------------------------------------------------------------ load process
+class _Http(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request at a time, nothing more.
+
+    The load shares the machine's cores with the server under test, so it must cost little:
+    an httpx request costs the client about as much CPU as the server spends answering it;
+    this costs a few tens of microseconds. Responses must carry Content-Length (uvicorn's
+    JSON answers do); anything else is reported as an error, not guessed at.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.need = -1
+        self.head_end = -1
+        self.status = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.need < 0:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).lower()
+            self.status = int(head[9:12])
+            at = head.find(b"\r\ncontent-length:")
+            if at < 0:
+                if self.waiter is not None and not self.waiter.done():
+                    self.waiter.set_exception(ValueError("response without Content-Length"))
+                return
+            stop = head.find(b"\r\n", at + 17)
+            length = int(head[at + 17:stop if stop >= 0 else len(head)])
+            self.head_end, self.need = end + 4, end + 4 + length
+        if len(self.buf) >= self.need:
+            body = bytes(self.buf[self.head_end:self.need])
+            del self.buf[:self.need]
+            self.need = -1
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result((self.status, body))
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        if self.transport is None:
+            raise ConnectionError("connection closed")
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        return await self.waiter
+
+
+def _raw(method: str, path: str, host: str, headers: str, body: bytes = b"") -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
 async def _load(base: str, users: list[tuple[str, int]], rate: float, total: int,
                 concurrency: int) -> dict[str, Any]:
-    import httpx
+    import resource
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) as http:
+    import httpx
+    import orjson
+
+    async with httpx.AsyncClient(base_url=base, timeout=30.0) as http:
         tokens = []
         for name, dep in users:
             r = await http.post("/api/auth/token", data={"username": name, "password": PASSWORD})
             r.raise_for_status()
-            tokens.append(({"Authorization": f"Bearer {r.json()['access_token']}"}, dep))
-        # warm-up and some bookings to read (not measured)
-        ids: list[list[int]] = [[] for _ in tokens]
-        for i in range(40):
-            h, dep = tokens[i % len(tokens)]
-            r = await http.post("/api/dispatch/bookings", json=_booking_body(i, dep), headers=h)
-            if r.status_code == 201:
-                ids[i % len(tokens)].append(r.json()["id"])
-        sem = asyncio.Semaphore(concurrency)
-        samples: list[tuple[str, float, int]] = []
+            tokens.append((f"Authorization: Bearer {r.json()['access_token']}\r\n", dep))
+    netloc = base.removeprefix("http://")
+    host, port = netloc.split(":")
+    loop = asyncio.get_running_loop()
+    conns: asyncio.Queue[_Http] = asyncio.Queue()
+    for _ in range(concurrency):
+        _, proto = await loop.create_connection(_Http, host, int(port))
+        conns.put_nowait(proto)
+    ids: list[list[int]] = [[] for _ in tokens]
 
-        async def one(i: int, due: float) -> None:
-            k = i % len(tokens)
-            h, dep = tokens[k]
-            kind = ("create", "get", "list", "get", "list")[i % 5]
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            async with sem:
-                try:
-                    if kind == "create":
-                        r = await http.post("/api/dispatch/bookings",
-                                            json=_booking_body(1000 + i, dep), headers=h)
-                        if r.status_code == 201:
-                            ids[k].append(r.json()["id"])
-                    elif kind == "get" and ids[k]:
-                        mine = ids[k]
-                        r = await http.get(f"/api/dispatch/bookings/{mine[i % len(mine)]}",
-                                           headers=h)
-                    else:
-                        r = await http.get("/api/dispatch/bookings",
-                                           params={"limit": 20, "offset": (i % 3) * 20},
-                                           headers=h)
-                    status = r.status_code
-                except httpx.HTTPError:
-                    status = 0  # timed out or connection refused
-                except Exception:  # the load must never die half-way
-                    status = -1
-            samples.append((kind, (time.perf_counter() - due) * 1000, status))
+    def build(i: int) -> tuple[str, bytes, int]:
+        k = i % len(tokens)
+        auth, dep = tokens[k]
+        kind = ("create", "get", "list", "get", "list")[i % 5]
+        if kind == "create":
+            body = orjson.dumps(_booking_body(i, dep))
+            return kind, _raw("POST", "/api/dispatch/bookings", netloc, auth, body), k
+        if kind == "get" and ids[k]:
+            mine = ids[k]
+            return kind, _raw("GET", f"/api/dispatch/bookings/{mine[i % len(mine)]}", netloc,
+                              auth), k
+        return "list", _raw("GET", f"/api/dispatch/bookings?limit=20&offset={(i % 3) * 20}",
+                            netloc, auth), k
 
-        t0 = time.perf_counter() + 0.2
-        await asyncio.gather(*(one(i, t0 + i / rate) for i in range(total)))
-        elapsed = time.perf_counter() - t0
-    return {"samples": samples, "elapsed": elapsed}
+    async def send(raw: bytes) -> tuple[int, bytes]:
+        conn = await conns.get()
+        try:
+            status, body = await asyncio.wait_for(conn.request(raw), 30.0)
+        except BaseException:
+            conn.transport and conn.transport.close()
+            _, conn = await loop.create_connection(_Http, host, int(port))
+            raise
+        finally:
+            conns.put_nowait(conn)
+        return status, body
+
+    # warm-up, not measured: bookings to read, and every worker's statement caches
+    for i in range(40):
+        kind, raw, k = build(i * 5)
+        status, body = await send(raw)
+        if status == 201:
+            ids[k].append(orjson.loads(body)["id"])
+    await asyncio.gather(*(send(build(i)[1]) for i in range(1, 200) if i % 5))
+
+    samples: list[tuple[str, float, int]] = []
+    lag: list[float] = []
+
+    async def one(i: int, due: float) -> None:
+        kind, raw, k = build(i)
+        try:
+            status, body = await send(raw)
+            if status == 201:
+                ids[k].append(orjson.loads(body)["id"])
+        except (TimeoutError, OSError, ValueError):
+            status = 0  # timed out, refused or unreadable
+        except Exception:  # the load must never die half-way
+            status = -1
+        # latency from the request's *scheduled* time (no coordinated omission)
+        samples.append((kind, (time.perf_counter() - due) * 1000, status))
+
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    tasks = []
+    t0 = time.perf_counter() + 0.2
+    for i in range(total):
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lag.append(time.perf_counter() - due)
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    load_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return {"samples": samples, "elapsed": elapsed, "load_cpu_s": round(load_cpu, 2),
+            "dispatch_lag_max_ms": round(max(lag) * 1000, 1) if lag else None}
 
 
 def _load_process(base: str, users: list[tuple[str, int]], rate: float, total: int,
                   concurrency: int, out: Any) -> None:
     try:
-        out.put(asyncio.run(_load(base, users, rate, total, concurrency)))
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        out.put(runner(_load(base, users, rate, total, concurrency)))
     except BaseException as exc:
         out.put({"error": repr(exc)[:500], "samples": [], "elapsed": 0.0})
         raise
+
+
+# ------------------------------------------------------------------------------ server
+def serve_worker(port: int) -> None:
+    """One uvicorn worker process on its own ``SO_REUSEPORT`` socket on ``port``.
+
+    The bench starts ``--workers`` of these rather than ``uvicorn --workers N``: there all
+    workers share one listening socket, and the first to wake accepts a whole burst of
+    connections (asyncio accepts up to the backlog per wake-up), so the load's keep-alive
+    connections ended up 72/28 on two workers and one worker was the bottleneck. With a
+    socket each, the kernel spreads connections over the workers by hash, as it does for
+    ``gunicorn --reuse-port`` or any balancer in front of several processes.
+    """
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config("fleet.app:create_app", factory=True, log_level="warning",
+                            access_log=False, backlog=2048)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _listeners(port: int) -> int:
+    """Sockets listening on 127.0.0.1:port (Linux /proc/net/tcp, state 0A)."""
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as fh:
+        return sum(1 for line in fh
+                   if (f := line.split()) and f[1] == want and f[3] == "0A")
+
+
+def _wait_listeners(port: int, n: int, procs: list[subprocess.Popen[bytes]],
+                    timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _listeners(port) < n:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a server worker exited during start-up")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{n} workers not listening on {port} after {timeout}s")
+        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------------------ main
@@ -160,21 +319,25 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0,
-        concurrency: int = 12, quiet: bool = False) -> dict[str, Any]:
+        concurrency: int = 32, quiet: bool = False, workers: int = 2) -> dict[str, Any]:
     """Serve, load, measure; returns (and writes) the summary.
 
-    ``concurrency`` bounds the requests in flight. Keep it below the engine's pool (5 + 10
-    overflow): with more, sync endpoints wait for a connection in every threadpool thread
-    while the requests holding connections wait for a thread to run their session teardown,
-    and the server stalls for the pool timeout (30 s) — seen at 64, reported.
+    ``workers`` uvicorn processes serve, one SO_REUSEPORT socket each on the same port (the
+    kernel spreads the load's connections over them; :func:`serve_worker`). ``concurrency``
+    is the number of keep-alive connections the load holds, so it bounds the requests in
+    flight; a request due while all are busy waits for one, and that wait counts in its
+    latency. Keep it well below the engine's pool plus the threadpool (50 + 40 per worker):
+    a request holds its connection from the user lookup on, and with more requests in
+    flight than both can seat, threads wait for connections held by requests that wait for
+    a thread.
     """
     from sqlalchemy import create_engine, text
 
-    from fleet.localservices import Postgres, free_port, wait_port
+    from fleet.localservices import Postgres, free_port
 
     total = int(rate * seconds)
     pg = Postgres().start()
-    server = None
+    servers: list[subprocess.Popen[bytes]] = []
     try:
         admin = create_engine(pg.url(), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -186,25 +349,28 @@ def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0
         env = {**os.environ, "GONGCHE_MODE": "test", "GONGCHE_SECRET_KEY": SECRET,
                "GONGCHE_DATABASE_URL": db_url, "GONGCHE_LOG_LEVEL": "WARNING",
                "GONGCHE_LOGIN_ATTEMPTS_PER_MINUTE": "1000"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "fleet.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--log-level", "warning", "--no-access-log"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_port(port, 60)
+        for n in range(1, workers + 1):  # one at a time: each listens before the next starts
+            servers.append(subprocess.Popen(
+                [sys.executable, "-c", f"from bench.api import serve_worker; serve_worker({port})"],
+                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            _wait_listeners(port, n, servers, 90)
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
         loader = ctx.Process(target=_load_process,
                              args=(f"http://127.0.0.1:{port}", users, rate, total, concurrency,
                                    out))
+        cpu0 = [_cpu_seconds(p.pid) for p in servers]
         loader.start()
         got = out.get(timeout=seconds * 30 + 300)
+        server_cpu = [round(_cpu_seconds(p.pid) - c, 2) for p, c in zip(servers, cpu0,
+                                                                         strict=True)]
         loader.join(30)
         if got.get("error"):
             raise RuntimeError(f"load process failed: {got['error']}")
     finally:
-        if server is not None:
+        for server in servers:
             server.terminate()
+        for server in servers:
             try:
                 server.wait(20)
             except subprocess.TimeoutExpired:
@@ -231,8 +397,10 @@ def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0
         "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
         "target_p99_ms": TARGET_P99_MS,
         "p99_within_target": bool(lat) and _pct(lat, 99) < TARGET_P99_MS,
-        "per_kind": per_kind, "cpus": os.cpu_count(), "server_workers": 1,
-        "concurrency": concurrency,
+        "per_kind": per_kind, "cpus": os.cpu_count(), "server_workers": workers,
+        "concurrency": concurrency, "server_cpu_s": server_cpu,
+        "load_cpu_s": got.get("load_cpu_s"),
+        "dispatch_lag_max_ms": got.get("dispatch_lag_max_ms"),
         "load_avg_1min": round(os.getloadavg()[0], 2),
     }
     if not quiet:
@@ -247,11 +415,14 @@ def _print(r: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"gongche API under {r['rate_target']:.0f} requests/s (uvicorn, PostGIS)")
+    t = Table(title=f"gongche API under {r['rate_target']:.0f} requests/s "
+                    f"(uvicorn × {r['server_workers']}, PostGIS)")
     t.add_column("measure")
     t.add_column("value", justify="right")
     for key in ("requests", "completed_ok", "errors", "throughput_rps", "p50_ms", "p90_ms",
-                "p99_ms", "max_ms", "target_p99_ms", "p99_within_target", "load_avg_1min"):
+                "p99_ms", "max_ms", "target_p99_ms", "p99_within_target", "server_cpu_s",
+                "load_cpu_s",
+                "dispatch_lag_max_ms", "load_avg_1min"):
         t.add_row(key, str(r[key]))
     for kind, v in r["per_kind"].items():
         t.add_row(f"{kind} p50/p99 ms (n)", f"{v['p50_ms']} / {v['p99_ms']} ({v['n']})")
@@ -262,10 +433,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--concurrency", type=int, default=12)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", default=str(RESULTS / "api.json"))
     a = ap.parse_args()
-    run(a.json, a.rate, a.seconds, a.concurrency)
+    run(a.json, a.rate, a.seconds, a.concurrency, workers=a.workers)
 
 
 if __name__ == "__main__":

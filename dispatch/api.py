@@ -45,7 +45,8 @@ def evaluate(data: schemas.BookingCreate, db: DbSession, user: CurrentUser) -> o
 @router.post("/bookings", response_model=schemas.BookingRead,
              status_code=status.HTTP_201_CREATED)
 def create_booking(data: schemas.BookingCreate, db: DbSession, user: CurrentUser) -> object:
-    return service.booking_read(db, service.create_booking(db, user, data))
+    # a booking just created holds no car yet: no assignment to look up
+    return service.booking_read(db, service.create_booking(db, user, data), None)
 
 
 @router.get("/bookings", response_model=schemas.Page[schemas.BookingRead])
@@ -56,12 +57,12 @@ def list_bookings(db: DbSession, user: CurrentUser, page: PageParams,
     p = service.list_bookings(db, user, page.offset, page.limit, status=status,
                               department_id=department_id, purpose=purpose, start=start,
                               end=end)
-    return _page(p, [service.booking_read(db, b) for b in p.items])
+    return _page(p, p.items)
 
 
 @router.get("/bookings/{booking_id}", response_model=schemas.BookingRead)
 def get_booking(booking_id: int, db: DbSession, user: CurrentUser) -> object:
-    return service.booking_read(db, service.get_booking(db, user, booking_id))
+    return service.read_booking(db, user, booking_id)
 
 
 @router.patch("/bookings/{booking_id}", response_model=schemas.BookingRead)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, or_, select, true
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from dispatch import rules, schemas
@@ -53,8 +55,15 @@ from fleet.models import (
     Vehicle,
     VehicleStatus,
 )
-from fleet.scope import check_visible, department_subtree, require_role, visible_departments
-from fleet.service import Paged, paginate
+from fleet.scope import (
+    ALL_SEEING,
+    check_visible,
+    department_subtree,
+    require_role,
+    subtree_clause,
+    visible_clause,
+)
+from fleet.service import Paged
 
 S = BookingStatus
 #: What may happen next from each status (answered with every 409).
@@ -109,8 +118,14 @@ def active_assignment(db: Session, booking_id: int) -> Assignment | None:
                                               Assignment.active.is_(True)))
 
 
-def booking_read(db: Session, b: Booking) -> schemas.BookingRead:
-    a = active_assignment(db, b.id)
+_LOOK_UP = object()  # booking_read's default: query the active assignment
+
+
+def booking_read(db: Session, b: Booking | SimpleNamespace, assignment: Any = _LOOK_UP
+                 ) -> schemas.BookingRead:
+    """The API view of a booking (or of a row with its attributes and ``stops``); pass
+    ``assignment`` (or None) when it is already known."""
+    a = active_assignment(db, b.id) if assignment is _LOOK_UP else assignment
     allowed = list(ALLOWED[b.status])
     if b.review_pending:
         allowed.append("review")
@@ -129,6 +144,31 @@ def booking_read(db: Session, b: Booking) -> schemas.BookingRead:
     )
 
 
+def read_booking(db: Session, actor: User, booking_id: int) -> schemas.BookingRead:
+    """``booking_read(get_booking(...))`` in one query: the booking, its stops and its active
+    assignment, and the scope check in SQL (out of scope is not found, as in get_booking)."""
+    scope = None if actor.role in ALL_SEEING else actor.department_id
+    row = db.execute(_read_statement(scope), {"booking_id": booking_id}).unique().first()
+    if row is None:
+        raise NotFound(f"booking {booking_id} not found")
+    b, a = row
+    return booking_read(db, b, a)
+
+
+@lru_cache(maxsize=4096)
+def _read_statement(scope_root: int | None) -> Any:
+    # Built once per department scope: constructing (and cache-keying) it cost more than
+    # running it. ``scope_root`` None: the actor sees every department.
+    stmt = (select(Booking, Assignment)
+            .outerjoin(Assignment, (Assignment.booking_id == Booking.id)
+                       & Assignment.active.is_(True))
+            .where(Booking.id == bindparam("booking_id"))
+            .options(joinedload(Booking.stops)))
+    if scope_root is not None:
+        stmt = stmt.where(subtree_clause(Booking.department_id, scope_root))
+    return stmt
+
+
 def get_booking(db: Session, actor: User, booking_id: int) -> Booking:
     b = db.get(Booking, booking_id)
     if b is None:
@@ -141,21 +181,51 @@ def list_bookings(db: Session, actor: User, offset: int = 0, limit: int = 50, *,
                   status: BookingStatus | None = None, department_id: int | None = None,
                   purpose: Purpose | None = None, start: datetime | None = None,
                   end: datetime | None = None) -> Paged:
-    stmt = select(Booking).order_by(Booking.start_at, Booking.id)
-    scope = visible_departments(db, actor)
+    """A page of the bookings the actor may see, as API views (``BookingRead``).
+
+    This is the API's busiest list, so it reads rows, not ORM objects (materialising a page
+    of bookings, stops and assignments as mapped instances cost more than the queries), in
+    three queries: the count; the page with each booking's active assignment, the
+    department scope evaluated in SQL; the page's stops. (One query per assignment, a
+    selectin load of the stops and a read of the department tree were four more.)
+    """
+    bookings, held = Booking.__table__, Assignment.__table__
+    where = []
+    scope = visible_clause(actor, bookings.c.department_id)
     if scope is not None:
-        stmt = stmt.where(Booking.department_id.in_(scope))
+        where.append(scope)
     if status:
-        stmt = stmt.where(Booking.status == status)
+        where.append(bookings.c.status == status)
     if department_id:
-        stmt = stmt.where(Booking.department_id == department_id)
+        where.append(bookings.c.department_id == department_id)
     if purpose:
-        stmt = stmt.where(Booking.purpose == purpose)
+        where.append(bookings.c.purpose == purpose)
     if start:
-        stmt = stmt.where(Booking.end_at > start)
+        where.append(bookings.c.end_at > start)
     if end:
-        stmt = stmt.where(Booking.start_at < end)
-    return paginate(db, stmt, offset, limit)
+        where.append(bookings.c.start_at < end)
+    total = db.scalar(select(func.count()).select_from(bookings).where(*where)) or 0
+    page = (select(bookings, *_ASSIGNMENT_COLUMNS)
+            .outerjoin(held, (held.c.booking_id == bookings.c.id) & held.c.active.is_(True))
+            .where(*where).order_by(bookings.c.start_at, bookings.c.id)
+            .offset(offset).limit(limit))
+    rows = db.execute(page).all()
+    stops: dict[int, list[Any]] = {}
+    if rows:
+        table = BookingStop.__table__
+        for stop in db.execute(select(table).where(table.c.booking_id.in_([r.id for r in rows]))
+                               .order_by(table.c.booking_id, table.c.seq)):
+            stops.setdefault(stop.booking_id, []).append(stop)
+    items = []
+    for r in rows:
+        a = (SimpleNamespace(**{c.name: r._mapping[f"a_{c.name}"] for c in held.c})
+             if r.a_id is not None else None)
+        items.append(booking_read(db, SimpleNamespace(**r._mapping, stops=stops.get(r.id, [])),
+                                  a))
+    return Paged(items, int(total), offset, limit)
+
+
+_ASSIGNMENT_COLUMNS = [c.label(f"a_{c.name}") for c in Assignment.__table__.c]
 
 
 def approvals(db: Session, actor: User, booking_id: int) -> list[Approval]:
@@ -172,12 +242,18 @@ def history(db: Session, actor: User, booking_id: int) -> list[Any]:
 
 # --- drafts and validation ---------------------------------------------------------------
 def _department_for(db: Session, actor: User, department_id: int | None) -> int:
+    """The department booked for: it exists, is active and lies in the actor's scope.
+
+    One query: whether it is in scope is computed with it (visible_clause).
+    """
     dep_id = department_id or actor.department_id
-    dep = db.get(Department, dep_id)
-    if dep is None or not dep.active:
+    scope = visible_clause(actor, Department.id)
+    stmt = select(Department.active, true() if scope is None else scope).where(
+        Department.id == dep_id)
+    row = db.execute(stmt).first()
+    if row is None or not row[0]:
         raise Invalid(f"unknown department {dep_id}", field="department_id")
-    scope = visible_departments(db, actor)
-    if scope is not None and dep_id not in scope:
+    if not row[1]:
         raise Forbidden("you can book only for your own department (and its sub-units)")
     return dep_id
 

@@ -15,13 +15,18 @@ from fleet.security import create_token, verify_password
 
 
 class Paging:
-    def __init__(self, offset: Annotated[int, Query(ge=0)] = 0,
-                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> None:
+    def __init__(self, offset: int = 0, limit: int = 50) -> None:
         self.offset = offset
         self.limit = limit
 
 
-PageParams = Annotated[Paging, Depends()]
+async def paging(offset: Annotated[int, Query(ge=0)] = 0,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Paging:
+    # ``async``: a plain class dependency would be run on the threadpool (a thread hop)
+    return Paging(offset, limit)
+
+
+PageParams = Annotated[Paging, Depends(paging)]
 
 auth = APIRouter(prefix="/api/auth", tags=["auth"])
 

@@ -52,3 +52,28 @@ class Unauthorized(DomainError):
 class TooManyRequests(DomainError):
     status_code = 429
     code = "too_many_requests"
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting ``statuses`` with the ErrorResponse body.
+
+    The app's exception handlers answer every error with that body (fleet.app), so the
+    documented schema is the real one (FastAPI's default 422, HTTPValidationError, is not).
+    """
+    from fleet.schemas import ErrorResponse
+
+    return {s: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Not authenticated, token expired or invalid, or account retired",
+    403: "The role may not do this (supervisors never write)",
+    404: "Unknown id, or a record outside the caller's department scope",
+    409: "Conflict: a duplicate, an illegal state transition or a concurrent change",
+    413: "Request body too large",
+    422: "Invalid request: a malformed field, or a well-formed request that breaks a rule",
+    429: "Too many attempts: wait and retry",
+}
+#: What every /api operation can answer besides its success.
+API_ERRORS = error_responses(401, 403, 404, 409, 422)

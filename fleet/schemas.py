@@ -259,3 +259,31 @@ class TokenRead(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
+
+
+# --- errors ------------------------------------------------------------------------------
+class FieldError(BaseModel):
+    """One offending field of a request (or of a row of an imported file)."""
+
+    field: str = Field(description="dotted path of the field, e.g. destinations.0.lat")
+    reason: str
+    line: int | None = Field(None, description="line of the imported file, for file imports")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer (4xx): a code for programs, a message for people.
+
+    ``error`` is one of unauthorized (401), forbidden (403), not_found (404), conflict (409),
+    invalid or plan_invalid (422), too_many_requests (429), or the HTTP reason in snake case
+    for errors of the HTTP layer itself (method_not_allowed, request_entity_too_large…).
+    Some errors add context, e.g. ``field`` (the culprit of an ``invalid``), ``status`` and
+    ``allowed`` (a booking's state and the actions it allows, with a ``conflict``).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="machine-readable code, e.g. invalid, not_found, conflict")
+    detail: str = Field(description="what went wrong, in words a person can act on")
+    field: str | None = Field(None, description="the field at fault (invalid requests)")
+    errors: list[FieldError] | None = Field(
+        None, description="every offending field (request validation, file imports)")

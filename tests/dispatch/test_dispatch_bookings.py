@@ -174,3 +174,24 @@ def test_dispatchers_see_all_supervisors_read_all_write_nothing(api: Api, org: O
     # staff cannot read the audit trail or statistics; supervisors can
     assert api.get(org.staff_a, "/audit").status_code == 403
     assert api.get(org.supervisor, "/audit").status_code == 200
+
+
+def test_list_items_are_the_same_views_as_single_reads(api: Api, org: Org) -> None:
+    """The list reads rows, not ORM objects, and joins stops and assignments itself: each
+    item must equal GET /bookings/{id} (drafts, several stops, assigned, released)."""
+    api.book(org.staff_a, destinations=[{"address": "一", "lat": 30.6, "lon": 104.0},
+                                        {"address": "二", "lat": 30.61, "lon": 104.01}])
+    assigned = api.assigned(org)
+    released = api.assigned(org, start_at=tomorrow(14).isoformat(),
+                            end_at=tomorrow(16).isoformat())
+    r = api.post(org.dispatcher, f"/bookings/{released['id']}/unassign", {"reason": "换车"})
+    assert r.status_code == 200 and r.json()["assignment"] is None
+    for who in (org.dispatcher, org.staff_a):
+        items = api.get(who, "/bookings", params={"limit": 500}).json()["items"]
+        assert len(items) == 3
+        for item in items:
+            assert item == api.get(who, f"/bookings/{item['id']}").json()
+    listed = {b["id"]: b for b in api.get(org.dispatcher, "/bookings",
+                                          params={"limit": 500}).json()["items"]}
+    assert listed[assigned["id"]]["assignment"]["vehicle_id"] is not None
+    assert listed[released["id"]]["assignment"] is None

@@ -29,9 +29,7 @@ MAX_EXAMPLES = int(os.environ.get("GONGCHE_SCHEMATHESIS_EXAMPLES", "4"))
 # Failures of the bug classes reproduced (xfail, strict) at the end of this module; they are
 # set aside here so that any *other* failure still fails this test. Remove an entry when its
 # bug is fixed (its xfail test then passes and must lose its marker too).
-KNOWN_BUGS = [
-    r": 422 .*ST108 Response violates schema",  # test_422_body_matches_the_documented_schema
-]
+KNOWN_BUGS: list[str] = []
 ROLES = [Role.admin, Role.dispatcher, Role.supervisor, Role.approver, Role.staff]
 
 
@@ -131,13 +129,8 @@ def test_nul_byte_in_text_is_not_a_500(world: dict[str, Any], app: Any) -> None:
     assert r.status_code < 500, r.status_code
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG fleet/app.py: the RequestValidationError handler answers 422 with "
-    "{'error','detail': str,'errors': [...]} but the OpenAPI schema documents FastAPI's "
-    "HTTPValidationError ({'detail': [ValidationError]}) for every operation; services' "
-    "Invalid errors (422 with a string detail) are undocumented too. Clients generated from "
-    "the schema misread every 422. Fix: document the real error model (responses={422: ...}"
-    " on the app/routers, or override app.openapi)"))
+# Fixed: every error answer has one body (fleet.schemas.ErrorResponse), documented for every
+# API operation in place of FastAPI's HTTPValidationError, which the 422 handler never sent.
 def test_422_body_matches_the_documented_schema(client: TestClient, world: dict[str, Any]
                                                 ) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
@@ -146,6 +139,38 @@ def test_422_body_matches_the_documented_schema(client: TestClient, world: dict[
     response = case.call(headers=world["logins"][Role.admin].headers)
     assert response.status_code == 422
     case.validate_response(response, checks=[response_schema_conformance])
+
+
+def test_every_error_body_matches_the_documented_schema(client: TestClient,
+                                                        world: dict[str, Any]) -> None:
+    """401, 403, 404, 409 and a service's 422 (a rule broken, string detail and ``field``)
+    answer the documented ErrorResponse, as the request validator's 422 does."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    logins = world["logins"]
+    plate = {"plate": "川A12345", "vin": "LFV00000000000001", "category": "general",
+             "seats": 5, "energy_type": "petrol", "department_id": world["known"]["department_id"]}
+    past = {"purpose": "research", "passengers": 1, "start_at": "2020-01-01T01:00:00+00:00",
+            "end_at": "2020-01-01T03:00:00+00:00",
+            "pickup": {"address": "市政府", "lat": 30.66, "lon": 104.06},
+            "destinations": [{"address": "会场", "lat": 30.62, "lon": 104.08}]}
+    cases = [  # (method, path, path parameters, body, role or None, expected status)
+        ("GET", "/api/vehicles/{vehicle_id}", {"vehicle_id": 1}, None, None, 401),
+        ("POST", "/api/vehicles", {}, plate, Role.supervisor, 403),
+        ("GET", "/api/vehicles/{vehicle_id}", {"vehicle_id": 987654}, None, Role.admin, 404),
+        ("POST", "/api/vehicles", {}, plate, Role.admin, 201),
+        ("POST", "/api/vehicles", {}, plate, Role.admin, 409),
+        ("POST", "/api/dispatch/bookings", {}, past, Role.staff, 422),
+    ]
+    for method, path, params, body, role, expected in cases:
+        op = schema[path][method]
+        case = op.Case(path_parameters=params, body=body) if body is not None else \
+            op.Case(path_parameters=params)
+        headers = logins[role].headers if role else {}
+        response = case.call(headers=headers)
+        assert response.status_code == expected, (path, role, response.text)
+        case.validate_response(response, checks=[response_schema_conformance])
+        if expected >= 400:
+            assert set(response.json()) >= {"error", "detail"}
 
 
 def test_holiday_year_out_of_range_is_422_not_500(world: dict[str, Any], app: Any) -> None:
