@@ -23,7 +23,7 @@ oauth2 = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 async def get_settings_dep(request: Request) -> Settings:
     # ``async`` although nothing awaits: FastAPI runs a plain ``def`` dependency on the
     # threadpool, and a thread hop costs more than this whole function.
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 async def _session(request: Request) -> AsyncIterator[Session]:
@@ -96,7 +96,7 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 async def get_redis(request: Request) -> redis.Redis:
-    return request.app.state.redis  # type: ignore[no-any-return]
+    return request.app.state.redis
 
 
 RedisClient = Annotated[redis.Redis, Depends(get_redis)]
