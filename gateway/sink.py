@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+import orjson
 import redis
 from redis.exceptions import NoScriptError
 
@@ -176,10 +177,18 @@ def _entry_json(fix: Fix, vehicle_id: int | None, live: bool) -> tuple[str, str 
 
 def decode_entry(fields: dict[bytes, bytes] | dict[str, str]) -> Routed:
     """Inverse of :func:`encode_entry`; raises ``ValueError``/``KeyError`` on a bad entry."""
-    norm = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
-                                                         else v) for k, v in fields.items()}
-    vehicle = norm.get("vehicle_id") or ""
-    return Routed(Fix.from_json(json.loads(norm["fix"])), int(vehicle) if vehicle else None)
+    doc: Any = fields.get(b"fix")  # type: ignore[call-overload]
+    if doc is not None:  # what a Redis client returns: bytes keys, bytes values
+        vehicle: Any = fields.get(b"vehicle_id") or b""  # type: ignore[call-overload]
+    else:
+        norm = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+        doc = norm["fix"]
+        vehicle = norm.get("vehicle_id") or ""
+    try:  # orjson: the writer's hot path; it refuses NaN/Infinity, which json.dumps may write
+        data = orjson.loads(doc)
+    except orjson.JSONDecodeError:
+        data = json.loads(doc)
+    return Routed(Fix.from_json(data), int(vehicle) if vehicle else None)
 
 
 class RedisSink:
