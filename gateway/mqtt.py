@@ -201,6 +201,7 @@ class MqttIngest:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         # bursts (lists); their total is bounded by the broker's in-flight window
         self._queue: queue.Queue[list[Received]] = queue.Queue(maxsize=10_000)
         self._stop = threading.Event()
@@ -252,9 +253,14 @@ class MqttIngest:
             log.error("mqtt_connect_refused", reason=str(reason))
             return
         client.subscribe(self.topic, qos=1)
-        self.connected.set()
         log.info("mqtt_connected", host=self.config.host, port=self.config.port,
                  topic=self.topic)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: Any, reasons: Any, _p: Any) -> None:
+        if any(getattr(r, "is_failure", False) for r in reasons):
+            log.error("mqtt_subscribe_refused", topic=self.topic, reason=str(reasons))
+            return
+        self.connected.set()  # connected *and* subscribed: from now on nothing is missed
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()
