@@ -204,6 +204,7 @@ class MqttIngest:
         self.client.on_subscribe = self._on_subscribe
         # bursts (lists); their total is bounded by the broker's in-flight window
         self._queue: queue.Queue[list[Received]] = queue.Queue(maxsize=10_000)
+        self._carry: list[Received] = []  # the rest of a burst larger than a batch
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._drain, name="mqtt-ingest", daemon=True)
         self.connected = threading.Event()
@@ -275,18 +276,25 @@ class MqttIngest:
 
     # --- batching worker ---------------------------------------------------------------------
     def _drain(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
+        while not (self._stop.is_set() and self._queue.empty() and not self._carry):
             batch = self._take_batch()
             if batch:
                 self._handle(batch)
 
     def _take_batch(self) -> list[Received]:
-        try:
-            batch = self._queue.get(timeout=0.1)
-        except queue.Empty:
-            return []
+        """Up to ``batch`` messages: what the last burst left over, else what arrives within
+        ``linger_s`` of the first. A burst can be the broker's whole in-flight window; it is
+        cut to ``batch`` so each batch (and its latency) stays bounded."""
+        size = self.config.batch
+        if self._carry:
+            batch, self._carry = self._carry, []
+        else:
+            try:
+                batch = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                return []
         deadline = time.monotonic() + self.config.linger_s
-        while len(batch) < self.config.batch:
+        while len(batch) < size:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -294,6 +302,8 @@ class MqttIngest:
                 batch += self._queue.get(timeout=left)
             except queue.Empty:
                 break
+        if len(batch) > size:
+            batch, self._carry = batch[:size], batch[size:]
         return batch
 
     def _handle(self, batch: list[Received]) -> None:

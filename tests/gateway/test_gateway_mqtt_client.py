@@ -90,3 +90,13 @@ def test_closed_socket_is_a_lost_connection(pair) -> None:  # type: ignore[no-un
     rc = client.loop_read()
     assert [r[4] for r in bursts[0]] == [b"last"]  # what arrived before the close is handed on
     assert rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or client.loop_read() != 0
+
+
+def test_a_burst_larger_than_a_batch_is_cut() -> None:
+    from gateway.mqtt import MqttConfig, MqttIngest
+
+    gw = MqttIngest(MqttConfig("127.0.0.1", 1, batch=4, linger_s=0.0), ingest=None)  # type: ignore[arg-type]
+    burst: list[Received] = [(0, i, 1, b"t", b"") for i in range(10)]
+    gw._on_burst(burst)
+    sizes = [len(gw._take_batch()) for _ in range(3)]
+    assert sizes == [4, 4, 2] and not gw._carry
