@@ -3,10 +3,14 @@
     gongche bench ingest --seconds 20 --terminals 50 --json bench/results/ingest.json
 
 Phase 1 — raw broker: publisher processes → Mosquitto (the project's config) → one
-subscriber, QoS 1, no processing. Phase 2 — end to end: publishers → Mosquitto → gateway
-processes (shared subscription) → Redis stream → writer process → PostGIS, counted when the
-rows are in ``positions``. Phase 3 — latency at half the end-to-end rate: publish time (the
-fix's own time) to ``received_at`` (set in the insert transaction, i.e. queryable).
+subscriber, QoS 1 (paho acknowledges every message), no processing. Phase 2 — end to end: the
+same publishers send the same number of messages per process → Mosquitto → gateway
+process(es) (one: its ordinary subscription, the default; more: ``$share/gateway/...``) →
+Redis stream → writer process → PostGIS, counted when the rows are in ``positions``. Both
+rates are messages / (arrival of the last one at the sink − the first publish), wall clock:
+the subscriber's receipt in phase 1, the row's ``received_at`` in phase 2. Phase 3 —
+latency at half the end-to-end rate: publish time (the fix's own time) to ``received_at``
+(set in the insert transaction, i.e. queryable).
 Lost and duplicated fixes are counted against what the publishers sent.
 """
 
@@ -36,8 +40,10 @@ class Env:
 
 # ------------------------------------------------------------------------------ workers
 def _publisher(env: Env, tids: list[str], seconds: float, rate_per_s: float | None,
-               start_epoch: float, out: Any) -> None:
-    """Publish one RMC+GGA epoch per message, round-robin over ``tids``."""
+               start_epoch: float, out: Any, count: int | None = None, index: int = 0) -> None:
+    """Publish one RMC+GGA epoch per message, round-robin over ``tids``: for ``seconds``, or
+    exactly ``count`` messages when given. Reports (index, sent, wall time of the first
+    publish)."""
     import paho.mqtt.client as mqtt
 
     from fleet.fix import Fix
@@ -56,11 +62,14 @@ def _publisher(env: Env, tids: list[str], seconds: float, rate_per_s: float | No
     sent = 0
     t_end = time.monotonic() + seconds
     t0 = time.monotonic()
+    first_wall = time.time()
     infos = []
     step = 0
-    while time.monotonic() < t_end:
+    while (sent < count) if count is not None else (time.monotonic() < t_end):
         step += 1
         for tid in tids:
+            if count is not None and sent >= count:
+                break
             if rate_per_s:
                 due = t0 + sent / rate_per_s
                 delay = due - time.monotonic()
@@ -81,16 +90,16 @@ def _publisher(env: Env, tids: list[str], seconds: float, rate_per_s: float | No
     for c in clients.values():
         c.loop_stop()
         c.disconnect()
-    out.put(sent)
+    out.put((index, sent, first_wall))
 
 
 def _raw_subscriber(env: Env, ready: Any, out: Any, idle_s: float) -> None:
     import paho.mqtt.client as mqtt
 
-    count = [0, 0.0, 0.0]  # received, first, last
+    count = [0, 0.0, 0.0]  # received, first, last (wall clock, as the e2e phase's received_at)
 
-    def on_message(_c: Any, _u: Any, _m: Any) -> None:
-        now = time.monotonic()
+    def on_message(_c: Any, _u: Any, _m: Any) -> None:  # paho acknowledges (QoS 1) on return
+        now = time.time()
         if count[0] == 0:
             count[1] = now
         count[0] += 1
@@ -107,13 +116,14 @@ def _raw_subscriber(env: Env, ready: Any, out: Any, idle_s: float) -> None:
     ready.wait(10)
     while True:
         time.sleep(0.2)
-        if count[0] and time.monotonic() - count[2] > idle_s:
+        if count[0] and time.time() - count[2] > idle_s:
             break
     c.loop_stop()
-    out.put((count[0], count[2] - count[1]))
+    out.put((count[0], count[2]))
 
 
-def _gateway(env: Env, ident: str, stop: Any, ready: Any) -> None:
+def _gateway(env: Env, ident: str, stop: Any, ready: Any, subscription: Any = "single"
+             ) -> None:
     from fleet.db import make_engine
     from fleet.settings import Settings
     from fleet.store import redis_client
@@ -122,7 +132,7 @@ def _gateway(env: Env, ident: str, stop: Any, ready: Any) -> None:
     s = Settings(mode="test", secret_key="bench-secret-key-0123456789-abcdefgh",
                  database_url=env.database_url, redis_url=env.redis_url, jt808_port=0,
                  mqtt_url=f"mqtt://gateway:{env.passwords['gateway']}@127.0.0.1:{env.mqtt_port}",
-                 log_level="WARNING")
+                 mqtt_subscription=subscription, log_level="WARNING")
     from fleet.logging import configure
 
     configure("WARNING")
@@ -178,56 +188,81 @@ def _truncate(database_url: str) -> None:
 
 
 def _publish(ctx: Any, env: Env, tids: list[str], seconds: float, processes: int,
-             rate: float | None, start_epoch: float) -> int:
+             rate: float | None, start_epoch: float, counts: list[int] | None = None
+             ) -> tuple[list[int], float]:
+    """Run the publisher processes; → (messages sent by each, wall time of the first)."""
     out = ctx.Queue()
     chunks = [tids[i::processes] for i in range(processes)]
     procs = [ctx.Process(target=_publisher, args=(env, chunk, seconds,
                                                   rate / processes if rate else None,
-                                                  start_epoch + k * 3600, out))
+                                                  start_epoch + k * 3600, out,
+                                                  counts[k] if counts else None, k))
              for k, chunk in enumerate(chunks)]
     for p in procs:
         p.start()
-    total = sum(out.get(timeout=seconds + 120) for _ in procs)
+    reports = [out.get(timeout=seconds + 300) for _ in procs]
     for p in procs:
         p.join()
-    return int(total)
+    reports.sort()
+    return [int(r[1]) for r in reports], min(r[2] for r in reports)
 
 
-def phase_raw(ctx: Any, env: Env, tids: list[str], seconds: float, publishers: int) -> float:
+def phase_raw(ctx: Any, env: Env, tids: list[str], seconds: float, publishers: int
+              ) -> dict[str, Any]:
+    """Publishers for ``seconds`` → Mosquitto → one QoS 1 subscriber (paho's loop, which
+    acknowledges each message as it returns from on_message)."""
     ready, out = ctx.Event(), ctx.Queue()
     sub = ctx.Process(target=_raw_subscriber, args=(env, ready, out, 2.0))
     sub.start()
     ready.wait(15)
-    sent = _publish(ctx, env, tids, seconds, publishers, None, time.time() - 86400)
-    received, span = out.get(timeout=seconds + 120)
+    sent, first = _publish(ctx, env, tids, seconds, publishers, None, time.time() - 86400)
+    received, last = out.get(timeout=seconds + 300)
     sub.join()
-    return received / span if span > 0 else 0.0, sent, received  # type: ignore[return-value]
+    span = last - first
+    return {"sent": sum(sent), "per_publisher": sent, "received": received,
+            "msgs_per_s": received / span if span > 0 else 0.0}
 
 
-def _wait_stored(env: Env, expected: int, timeout: float) -> tuple[int, int, float]:
+def _wait_stored(env: Env, expected: int, timeout: float) -> tuple[int, int]:
     deadline = time.monotonic() + timeout
     last, stable = -1, 0
     while time.monotonic() < deadline:
         rows, distinct = _count_positions(env.database_url)
         if distinct >= expected:
-            return rows, distinct, time.monotonic()
+            return rows, distinct
         stable = stable + 1 if rows == last else 0
         if stable > 20:
             break
         last = rows
         time.sleep(0.25)
-    rows, distinct = _count_positions(env.database_url)
-    return rows, distinct, time.monotonic()
+    return _count_positions(env.database_url)
 
 
-def phase_e2e(ctx: Any, env: Env, tids: list[str], seconds: float, publishers: int
-              ) -> dict[str, float]:
+def _last_received(database_url: str) -> float:
+    """Wall time (epoch s) at which the last fix became queryable."""
+    from sqlalchemy import create_engine, text
+
+    e = create_engine(database_url)
+    with e.connect() as conn:
+        t = conn.execute(text("SELECT EXTRACT(EPOCH FROM max(received_at)) FROM positions")
+                         ).scalar_one()
+    e.dispose()
+    return float(t)
+
+
+def phase_e2e(ctx: Any, env: Env, tids: list[str], seconds: float, publishers: int,
+              counts: list[int]) -> dict[str, float]:
+    """The same publishers sending the same number of messages as in the raw phase; the
+    rate is measured the same way: messages / (last one at the sink − first one published),
+    the sink being ``positions`` (the row's ``received_at``, set in its insert transaction)."""
     _truncate(env.database_url)
-    t0 = time.monotonic()
-    sent = _publish(ctx, env, tids, seconds, publishers, None, time.time() - 2 * 86400)
-    rows, distinct, t_done = _wait_stored(env, sent, 120)
+    sent_each, first = _publish(ctx, env, tids, seconds, publishers, None,
+                                time.time() - 2 * 86400, counts)
+    sent = sum(sent_each)
+    rows, distinct = _wait_stored(env, sent, 300)
+    span = _last_received(env.database_url) - first if distinct else 0.0
     return {"sent": sent, "stored": distinct, "rows": rows,
-            "fixes_per_s": distinct / (t_done - t0)}
+            "fixes_per_s": distinct / span if span > 0 else 0.0}
 
 
 def phase_latency(ctx: Any, env: Env, tids: list[str], seconds: float, rate: float
@@ -235,8 +270,8 @@ def phase_latency(ctx: Any, env: Env, tids: list[str], seconds: float, rate: flo
     from sqlalchemy import create_engine, text
 
     _truncate(env.database_url)
-    sent = _publish(ctx, env, tids, seconds, 1, rate, time.time())
-    _wait_stored(env, sent, 60)
+    sent, _first = _publish(ctx, env, tids, seconds, 1, rate, time.time())
+    _wait_stored(env, sum(sent), 60)
     e = create_engine(env.database_url)
     with e.connect() as conn:
         lat = [float(r[0]) for r in conn.execute(text(
@@ -251,7 +286,7 @@ def phase_latency(ctx: Any, env: Env, tids: list[str], seconds: float, rate: flo
 
 # ------------------------------------------------------------------------------ main
 def run(seconds: float = 15.0, terminals: int = 50, json_path: str | None = None,
-        gateways: int = 2, writers: int = 1, publishers: int = 2) -> dict[str, Any]:
+        gateways: int = 1, writers: int = 1, publishers: int = 2) -> dict[str, Any]:
     from sqlalchemy import create_engine, text
 
     from fleet import migrate
@@ -280,10 +315,14 @@ def run(seconds: float = 15.0, terminals: int = 50, json_path: str | None = None
         register_terminals(engine, spec)
         engine.dispose()
 
-        raw_rate, raw_sent, raw_received = phase_raw(ctx, env, tids, seconds, publishers)
+        raw = phase_raw(ctx, env, tids, seconds, publishers)
+        raw_rate, raw_sent, raw_received = raw["msgs_per_s"], raw["sent"], raw["received"]
 
         stop, ready = ctx.Event(), ctx.Semaphore(0)
-        procs = [ctx.Process(target=_gateway, args=(env, f"bench-gw-{i}", stop, ready))
+        # one gateway: its ordinary subscription (the default); more: a shared one
+        subscription = "single" if gateways == 1 else "shared"
+        procs = [ctx.Process(target=_gateway, args=(env, f"bench-gw-{i}", stop, ready,
+                                                    subscription))
                  for i in range(gateways)]
         procs += [ctx.Process(target=_writer, args=(env, f"bench-writer-{i}", stop, ready))
                   for i in range(writers)]
@@ -292,7 +331,7 @@ def run(seconds: float = 15.0, terminals: int = 50, json_path: str | None = None
         for _ in procs:  # every gateway subscribed and every writer reading
             if not ready.acquire(timeout=120):
                 raise TimeoutError("a gateway or writer process did not start")
-        e2e = phase_e2e(ctx, env, tids, seconds, publishers)
+        e2e = phase_e2e(ctx, env, tids, seconds, publishers, raw["per_publisher"])
         latency = phase_latency(ctx, env, tids, min(seconds, 10), e2e["fixes_per_s"] / 2)
         stop.set()
         for p in procs:
@@ -304,6 +343,7 @@ def run(seconds: float = 15.0, terminals: int = 50, json_path: str | None = None
 
     result = {
         "seconds": seconds, "terminals": terminals, "gateways": gateways, "writers": writers,
+        "subscription": "single" if gateways == 1 else "shared", "publishers": publishers,
         "cpus": os.cpu_count(),
         "raw_broker_msgs_per_s": round(raw_rate, 1),
         "raw_broker_sent": raw_sent, "raw_broker_received": raw_received,
@@ -340,7 +380,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--terminals", type=int, default=50)
-    ap.add_argument("--gateways", type=int, default=2)
+    ap.add_argument("--gateways", type=int, default=1,
+                    help="gateway processes (1: ordinary subscription; more: $share/...)")
     ap.add_argument("--writers", type=int, default=1)
     ap.add_argument("--publishers", type=int, default=2)
     ap.add_argument("--json", default=str(RESULTS / "ingest.json"))

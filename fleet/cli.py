@@ -281,7 +281,7 @@ app.add_typer(bench_app, name="bench")
 
 
 @bench_app.command("ingest")
-def bench_ingest(seconds: float = 15.0, terminals: int = 50, gateways: int = 2,
+def bench_ingest(seconds: float = 15.0, terminals: int = 50, gateways: int = 1,
                  writers: int = 1, publishers: int = 2,
                  json_path: Annotated[str, typer.Option("--json")] = "bench/results/ingest.json"
                  ) -> None:

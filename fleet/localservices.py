@@ -177,5 +177,21 @@ class Mosquitto:
     def url(self, user: str = "gateway") -> str:
         return f"mqtt://{user}:{self.users[user]}@127.0.0.1:{self.port}"
 
+    def forget_session(self, client_id: str, user: str = "gateway") -> None:
+        """End ``client_id``'s persistent session (a clean-session connect), so it stops
+        queueing messages for a gateway that will not come back (tests)."""
+        import paho.mqtt.client as mqtt
+
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                        protocol=mqtt.MQTTv311, clean_session=True)
+        c.username_pw_set(user, self.users[user])
+        c.connect("127.0.0.1", self.port)
+        c.loop_start()
+        deadline = time.monotonic() + 5
+        while not c.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        c.disconnect()
+        c.loop_stop()
+
     def stop(self) -> None:
         _stop(self.proc, self.root)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     redis_url: str = EMBEDDED_REDIS
     mqtt_url: str = EMBEDDED_MQTT
     mqtt_protocol: Literal["3.1.1", "5"] = "3.1.1"
+    # "single": one gateway, ordinary subscription (Mosquitto persists it: a broker restart
+    # loses nothing); "shared": $share/gateway/... for several gateways (gateway/mqtt.py).
+    mqtt_subscription: Literal["single", "shared"] = "single"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     jt808_port: int = Field(default=6808, ge=0, le=65535)

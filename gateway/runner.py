@@ -71,7 +71,8 @@ class Gateway:
         self.mqtt = MqttIngest(MqttConfig(
             host=host, port=port, username=user, password=password,
             protocol=settings.mqtt_protocol,
-            shared=not settings.mqtt_embedded,  # amqtt has no shared subscriptions
+            # amqtt has no shared subscriptions
+            subscription="single" if settings.mqtt_embedded else settings.mqtt_subscription,
             client_id=mqtt_client_id), self.ingest)
         # ``jt808_port`` given: listen there (0 = any free port); else the setting (0 = off).
         self.jt808_enabled = jt808_port is not None or settings.jt808_port > 0
@@ -107,11 +108,12 @@ class Gateway:
         self._started.set()
         self._loop.run_forever()
 
-    def stop(self) -> None:
+    def stop(self, leave_mqtt: bool | None = None) -> None:
+        """``leave_mqtt``: see :meth:`MqttIngest.stop` (``leave``)."""
         if self._loop is not None and self.jt808 is not None:
             asyncio.run_coroutine_threadsafe(self.jt808.stop(), self._loop).result(15)
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._thread:
                 self._thread.join(10)
-        self.mqtt.stop()
+        self.mqtt.stop(leave=leave_mqtt)
         log.info("gateway_stopped")

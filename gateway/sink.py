@@ -13,8 +13,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Any
 
+import orjson
 import redis
+from redis.exceptions import NoScriptError
 
 from fleet.fix import Fix
 
@@ -157,12 +160,35 @@ def _live_json(fix: Fix, vehicle_id: int | None) -> str:
             + ', "vehicle_id": ' + vehicle + "}")
 
 
+def _entry_json(fix: Fix, vehicle_id: int | None, live: bool) -> tuple[str, str | None]:
+    """``(fix_json(fix), _live_json(fix, vehicle_id) if live else None)``, the field texts
+    worked out once for both."""
+    try:
+        vals = _values(fix)
+        doc = ("{" + ",".join(map(str.__add__, _COMPACT_KEYS, vals)) + ',"extras":'
+               + _extras(fix.extras, ",") + "}")
+        if not live:
+            return doc, None
+        return doc, ("{" + ", ".join(map(str.__add__, _SPACED_KEYS, vals)) + ', "extras": '
+                     + _extras(fix.extras, ", ") + ', "vehicle_id": ' + _num(vehicle_id) + "}")
+    except _NotPlain:
+        return fix_json(fix), _live_json(fix, vehicle_id) if live else None
+
+
 def decode_entry(fields: dict[bytes, bytes] | dict[str, str]) -> Routed:
     """Inverse of :func:`encode_entry`; raises ``ValueError``/``KeyError`` on a bad entry."""
-    norm = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
-                                                         else v) for k, v in fields.items()}
-    vehicle = norm.get("vehicle_id") or ""
-    return Routed(Fix.from_json(json.loads(norm["fix"])), int(vehicle) if vehicle else None)
+    doc: Any = fields.get(b"fix")  # type: ignore[call-overload]
+    if doc is not None:  # what a Redis client returns: bytes keys, bytes values
+        vehicle: Any = fields.get(b"vehicle_id") or b""  # type: ignore[call-overload]
+    else:
+        norm = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+        doc = norm["fix"]
+        vehicle = norm.get("vehicle_id") or ""
+    try:  # orjson: the writer's hot path; it refuses NaN/Infinity, which json.dumps may write
+        data = orjson.loads(doc)
+    except orjson.JSONDecodeError:
+        data = json.loads(doc)
+    return Routed(Fix.from_json(data), int(vehicle) if vehicle else None)
 
 
 class RedisSink:
@@ -176,28 +202,42 @@ class RedisSink:
         self._live = client.register_script(_LIVE_SCRIPT)
 
     def put(self, items: Sequence[Routed]) -> None:
-        """Write ``items`` to the stream (one round trip), then update live state.
+        """Write ``items`` to the stream and update live state, in one round trip.
 
         Returns only after Redis has the entries: callers acknowledge upstream afterwards.
+        Raises the first error (a failed XADD, or a live-state error such as bad coordinates,
+        as before) after the whole pipeline ran; a script Redis lost (restart, SCRIPT FLUSH)
+        is loaded again and its calls repeated.
         """
         if not items:
             return
         pipe = self.client.pipeline(transaction=False)
         maxlen = self.maxlen
-        if type(maxlen) is int and maxlen >= 0:
-            # What pipe.xadd(stream, encode_entry(item), maxlen=maxlen, approximate=True)
-            # sends, with xadd's argument checks and list building done once per batch.
-            head = (self.stream, b"MAXLEN", b"~", str(maxlen), "*")
-            command = pipe.execute_command
-            for item in items:
-                vehicle_id = item.vehicle_id
-                command("XADD", *head, "fix", fix_json(item.fix),
-                        "vehicle_id", "" if vehicle_id is None else str(vehicle_id))
-        else:
-            for item in items:
-                pipe.xadd(self.stream, encode_entry(item), maxlen=maxlen, approximate=True)
-        pipe.execute()
-        self.update_live(items)
+        plain = type(maxlen) is int and maxlen >= 0
+        # What pipe.xadd(stream, encode_entry(item), maxlen=maxlen, approximate=True)
+        # sends, with xadd's argument checks and list building done once per batch.
+        head = (self.stream, b"MAXLEN", b"~", str(maxlen), "*")
+        command = pipe.execute_command
+        live: list[object] = []
+        for item in items:
+            fix, vehicle_id = item.fix, item.vehicle_id
+            valid = fix.valid
+            doc, live_doc = _entry_json(fix, vehicle_id, valid)
+            vehicle = "" if vehicle_id is None else str(vehicle_id)
+            if plain:
+                command("XADD", *head, "fix", doc, "vehicle_id", vehicle)
+            else:
+                pipe.xadd(self.stream, {"fix": doc, "vehicle_id": vehicle}, maxlen=maxlen,
+                          approximate=True)
+            if valid:
+                live += (fix.terminal_id, int(fix.time.timestamp() * 1000), live_doc,
+                         fix.lon, fix.lat)
+        chunks = self._queue_live(pipe, live)
+        results = pipe.execute(raise_on_error=False)
+        for result in results[: len(items)]:
+            if isinstance(result, Exception):
+                raise result
+        self._check_live(chunks, results[len(items):])
 
     def update_live(self, items: Sequence[Routed]) -> None:
         args: list[object] = []
@@ -210,11 +250,35 @@ class RedisSink:
         if not args:
             return
         pipe = self.client.pipeline(transaction=False)
+        chunks = self._queue_live(pipe, args)
+        self._check_live(chunks, pipe.execute(raise_on_error=False))
+
+    def _queue_live(self, pipe: Any, args: list[object]) -> list[list[object]]:
+        """EVALSHA of the live script per ``LIVE_BATCH`` fixes, queued on ``pipe``.
+
+        Called directly rather than through redis-py's Script, whose pipeline support sends
+        a SCRIPT EXISTS (a round trip of its own) before every execute."""
         step = 5 * LIVE_BATCH
-        for i in range(0, len(args), step):
-            self._live(keys=[LIVE_LAST, LIVE_GEO], args=[LIVE_CHANNEL, *args[i : i + step]],
-                       client=pipe)
-        pipe.execute()
+        chunks = [args[i : i + step] for i in range(0, len(args), step)]
+        sha = self._live.sha
+        for chunk in chunks:
+            pipe.evalsha(sha, 2, LIVE_LAST, LIVE_GEO, LIVE_CHANNEL, *chunk)
+        return chunks
+
+    def _check_live(self, chunks: list[list[object]], results: list[Any]) -> None:
+        error: Exception | None = None
+        for chunk, result in zip(chunks, results, strict=True):
+            if isinstance(result, NoScriptError):
+                self.client.script_load(_LIVE_SCRIPT)
+                try:
+                    self.client.evalsha(self._live.sha, 2, LIVE_LAST, LIVE_GEO, LIVE_CHANNEL,
+                                        *chunk)
+                except redis.ResponseError as exc:
+                    error = error or exc
+            elif isinstance(result, Exception):
+                error = error or result
+        if error is not None:
+            raise error
 
 
 def live_snapshot(client: redis.Redis) -> dict[str, dict[str, object]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -144,6 +145,7 @@ class StreamWriter:
     claim_idle_ms: int = 30_000
     on_stored: OnStored | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
+    _next_claim: float = 0.0
 
     def ensure_group(self) -> None:
         try:
@@ -154,7 +156,9 @@ class StreamWriter:
 
     def step(self) -> int:
         """Claim abandoned entries, read one batch, store, ack. Returns entries handled."""
-        entries = self._claim() or self._read()
+        entries = self._claim() if time.monotonic() >= self._next_claim else []
+        if not entries:
+            entries = self._read()
         if not entries:
             return 0
         good: list[Routed] = []
@@ -184,6 +188,9 @@ class StreamWriter:
                                        min_idle_time=self.claim_idle_ms, start_id="0-0",
                                        count=self.batch)
         claimed = reply[1] if reply else []
+        if not claimed:  # nothing abandoned: look again in a while, not before every read
+            # (an entry must be idle claim_idle_ms to be claimed; a tenth of it is prompt)
+            self._next_claim = time.monotonic() + min(1.0, self.claim_idle_ms / 10_000)
         return [(eid, fields) for eid, fields in claimed if fields is not None]
 
     def drain(self, idle_rounds: int = 1) -> int:

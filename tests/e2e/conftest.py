@@ -86,7 +86,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         server.should_exit = True
         thread.join(10)
         simulation.close()
-        gateway.stop()
+        gateway.stop(leave_mqtt=True)
         writer.stop()
         writer_thread.join(5)
         broker.stop()

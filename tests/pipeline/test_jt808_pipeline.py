@@ -28,7 +28,7 @@ def gateway(settings: Settings, engine: Engine, redis_url: str,
     client = redis.Redis.from_url(redis_url)
     gw = Gateway(s, engine, client, mqtt_client_id="gw-jt808-test", jt808_port=0).start()
     yield gw
-    gw.stop()
+    gw.stop(leave_mqtt=True)  # its persistent session must not queue other tests' traffic
     client.close()
 
 

@@ -56,7 +56,7 @@ def gateway(broker: Mosquitto, engine: Engine, redis_url: str) -> Iterator[MqttI
                                client_id="gw-test"), ingest).start()  # stable id: resumes
     assert gw.connected.wait(10)
     yield gw
-    gw.stop()
+    gw.stop(leave=True)  # its persistent session must not queue other tests' traffic
     client.close()
 
 
@@ -178,7 +178,7 @@ def test_mqtt5_gateway(fleet: Fleet, broker: Mosquitto, engine: Engine, redis_ur
         writer.ensure_group()
         assert wait_for(lambda: (writer.drain() or True) and stored(engine) == {"N2": 20})
     finally:
-        gw.stop()
+        gw.stop(leave=True)
         client.close()
 
 

@@ -50,7 +50,7 @@ def gw(fleet: Fleet, settings: Settings, engine: Engine, redis_url: str,  # noqa
     assert g.mqtt.connected.wait(10)
     time.sleep(0.3)
     yield g
-    g.stop()
+    g.stop(leave_mqtt=True)  # its persistent session must not queue later traffic
     client.close()
 
 

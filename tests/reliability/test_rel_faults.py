@@ -47,12 +47,6 @@ def test_gateway_kill9_exactly_once(scenario: dict[str, Any]) -> None:
     _exactly_once(_fault(scenario, "gateway_kill9"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (broker + gateway/mqtt.py shared subscription): Mosquitto 2.0.11 does not restore "
-    "$share/gateway/... subscriptions from its persistence file, so NMEA messages terminals "
-    "publish after a broker restart and before the gateway has re-subscribed have no "
-    "subscriber and are dropped (see test_rel_bugs::test_mosquitto_restart_keeps_messages_"
-    "for_the_shared_gateway_session)"))
 def test_mosquitto_restart_exactly_once(scenario: dict[str, Any]) -> None:
     _exactly_once(_fault(scenario, "mosquitto_restart"))
 
