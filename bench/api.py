@@ -262,26 +262,11 @@ def _load_process(base: str, users: list[tuple[str, int]], rate: float, total: i
 
 # ------------------------------------------------------------------------------ server
 def serve_worker(port: int) -> None:
-    """One uvicorn worker process on its own ``SO_REUSEPORT`` socket on ``port``.
+    """One server process on its own ``SO_REUSEPORT`` socket on ``port``, as
+    ``gongche serve --workers N`` runs them (:func:`fleet.server.serve_worker` says why)."""
+    from fleet.server import serve_worker as run
 
-    The bench starts ``--workers`` of these rather than ``uvicorn --workers N``: there all
-    workers share one listening socket, and the first to wake accepts a whole burst of
-    connections (asyncio accepts up to the backlog per wake-up), so the load's keep-alive
-    connections ended up 72/28 on two workers and one worker was the bottleneck. With a
-    socket each, the kernel spreads connections over the workers by hash, as it does for
-    ``gunicorn --reuse-port`` or any balancer in front of several processes.
-    """
-    import socket
-
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config("fleet.app:create_app", factory=True, log_level="warning",
-                            access_log=False, backlog=2048)
-    uvicorn.Server(config).run(sockets=[sock])
+    run("127.0.0.1", port)
 
 
 def _cpu_seconds(pid: int) -> float:

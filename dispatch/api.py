@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from dispatch import matching, rules, schemas, service, stats
 from dispatch.models import BookingStatus, Purpose, SuspicionStatus
-from fleet.api import PageParams
+from fleet.api import PageParams, json_response
 from fleet.deps import CurrentUser, DbSession
 from fleet.errors import Invalid
 from fleet.models import Role
@@ -46,7 +46,8 @@ def evaluate(data: schemas.BookingCreate, db: DbSession, user: CurrentUser) -> o
              status_code=status.HTTP_201_CREATED)
 def create_booking(data: schemas.BookingCreate, db: DbSession, user: CurrentUser) -> object:
     # a booking just created holds no car yet: no assignment to look up
-    return service.booking_read(db, service.create_booking(db, user, data), None)
+    return json_response(service.booking_read(db, service.create_booking(db, user, data), None),
+                         status.HTTP_201_CREATED)
 
 
 @router.get("/bookings", response_model=schemas.Page[schemas.BookingRead])
@@ -57,12 +58,16 @@ def list_bookings(db: DbSession, user: CurrentUser, page: PageParams,
     p = service.list_bookings(db, user, page.offset, page.limit, status=status,
                               department_id=department_id, purpose=purpose, start=start,
                               end=end)
-    return _page(p, p.items)
+    return json_response(_BookingPage(items=list(p.items), total=p.total, offset=p.offset,
+                                      limit=p.limit))
+
+
+_BookingPage = schemas.Page[schemas.BookingRead]
 
 
 @router.get("/bookings/{booking_id}", response_model=schemas.BookingRead)
 def get_booking(booking_id: int, db: DbSession, user: CurrentUser) -> object:
-    return service.read_booking(db, user, booking_id)
+    return json_response(service.read_booking(db, user, booking_id))
 
 
 @router.patch("/bookings/{booking_id}", response_model=schemas.BookingRead)

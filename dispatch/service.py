@@ -189,32 +189,18 @@ def list_bookings(db: Session, actor: User, offset: int = 0, limit: int = 50, *,
     department scope evaluated in SQL; the page's stops. (One query per assignment, a
     selectin load of the stops and a read of the department tree were four more.)
     """
-    bookings, held = Booking.__table__, Assignment.__table__
-    where = []
-    scope = visible_clause(actor, bookings.c.department_id)
-    if scope is not None:
-        where.append(scope)
-    if status:
-        where.append(bookings.c.status == status)
-    if department_id:
-        where.append(bookings.c.department_id == department_id)
-    if purpose:
-        where.append(bookings.c.purpose == purpose)
-    if start:
-        where.append(bookings.c.end_at > start)
-    if end:
-        where.append(bookings.c.start_at < end)
-    total = db.scalar(select(func.count()).select_from(bookings).where(*where)) or 0
-    page = (select(bookings, *_ASSIGNMENT_COLUMNS)
-            .outerjoin(held, (held.c.booking_id == bookings.c.id) & held.c.active.is_(True))
-            .where(*where).order_by(bookings.c.start_at, bookings.c.id)
-            .offset(offset).limit(limit))
-    rows = db.execute(page).all()
+    scope = None if actor.role in ALL_SEEING else actor.department_id
+    filters = {"status": status, "department_id": department_id or None, "purpose": purpose,
+               "start": start, "end": end}
+    given = tuple(k for k, v in filters.items() if v)
+    count, page = _list_statements(scope, given)
+    params = {k: filters[k] for k in given}
+    total = db.scalar(count, params) or 0
+    held = Assignment.__table__
+    rows = db.execute(page, {**params, "offset": offset, "limit": limit}).all()
     stops: dict[int, list[Any]] = {}
     if rows:
-        table = BookingStop.__table__
-        for stop in db.execute(select(table).where(table.c.booking_id.in_([r.id for r in rows]))
-                               .order_by(table.c.booking_id, table.c.seq)):
+        for stop in db.execute(_PAGE_STOPS, {"ids": [r.id for r in rows]}):
             stops.setdefault(stop.booking_id, []).append(stop)
     items = []
     for r in rows:
@@ -226,6 +212,32 @@ def list_bookings(db: Session, actor: User, offset: int = 0, limit: int = 50, *,
 
 
 _ASSIGNMENT_COLUMNS = [c.label(f"a_{c.name}") for c in Assignment.__table__.c]
+_PAGE_STOPS = (select(BookingStop.__table__)
+               .where(BookingStop.__table__.c.booking_id.in_(bindparam("ids", expanding=True)))
+               .order_by(BookingStop.__table__.c.booking_id, BookingStop.__table__.c.seq))
+
+
+@lru_cache(maxsize=4096)
+def _list_statements(scope_root: int | None, given: tuple[str, ...]) -> tuple[Any, Any]:
+    """The list's count and page statements, built once per department scope and set of
+    filters given (the values, offset and limit are bound parameters): constructing and
+    cache-keying them cost more than running them. ``scope_root`` None: all departments."""
+    bookings, held = Booking.__table__, Assignment.__table__
+    where = []
+    if scope_root is not None:
+        where.append(subtree_clause(bookings.c.department_id, scope_root))
+    conditions = {"status": lambda: bookings.c.status == bindparam("status"),
+                  "department_id": lambda: bookings.c.department_id == bindparam("department_id"),
+                  "purpose": lambda: bookings.c.purpose == bindparam("purpose"),
+                  "start": lambda: bookings.c.end_at > bindparam("start"),
+                  "end": lambda: bookings.c.start_at < bindparam("end")}
+    where += [conditions[k]() for k in given]
+    count = select(func.count()).select_from(bookings).where(*where)
+    page = (select(bookings, *_ASSIGNMENT_COLUMNS)
+            .outerjoin(held, (held.c.booking_id == bookings.c.id) & held.c.active.is_(True))
+            .where(*where).order_by(bookings.c.start_at, bookings.c.id)
+            .offset(bindparam("offset")).limit(bindparam("limit")))
+    return count, page
 
 
 def approvals(db: Session, actor: User, booking_id: int) -> list[Approval]:

@@ -111,6 +111,52 @@ class _MetricsMiddleware:
             HTTP_LATENCY.labels(scope["method"], path).observe(time.perf_counter() - start)
 
 
+class _InFlightCap:
+    """At most ``limit`` requests of this process past this point at once (plain ASGI).
+
+    A request holds its database connection from the user lookup until its commit, and
+    between the two it waits for threadpool threads (40); with more requests in flight
+    than threads and connections can seat, threads wait for connections held by requests
+    that wait for a thread, and the process stalls. Requests beyond ``limit`` wait here,
+    on the event loop, holding neither; more than ``queued`` waiting are answered 503 at
+    once (the error body of every other error) rather than queued without bound. Liveness
+    and metrics answer whatever the load.
+    """
+
+    EXEMPT = frozenset({"/healthz", "/metrics"})
+
+    def __init__(self, app: Any, limit: int, queued: int) -> None:
+        import asyncio
+
+        self.app = app
+        self.slots = asyncio.Semaphore(limit)
+        self.queued = queued
+        self.waiting = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.slots.locked():
+            if self.waiting >= self.queued:
+                await JSONResponse({"error": "service_unavailable",
+                                    "detail": "too many requests in progress; retry shortly"},
+                                   status_code=503, headers={"Retry-After": "1"}
+                                   )(scope, receive, send)
+                return
+            self.waiting += 1
+            try:
+                await self.slots.acquire()
+            finally:
+                self.waiting -= 1
+        else:
+            await self.slots.acquire()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.slots.release()
+
+
 def _install_metrics(app: FastAPI) -> None:
     app.add_middleware(_MetricsMiddleware)
 
@@ -172,7 +218,9 @@ def create_app(
     app.state.redis = redis_client(settings.redis_url)
     app.state.login_limiter = SlidingWindowLimiter(settings.login_attempts_per_minute)
     _install_error_handlers(app)
-    _install_metrics(app)
+    app.add_middleware(_InFlightCap, limit=settings.max_in_flight,
+                       queued=settings.max_queued)
+    _install_metrics(app)  # outermost: a request answered 503 is counted too
     _install_health(app)
     # Every API operation documents its error answers with the body the handlers above
     # really send (ErrorResponse), in place of FastAPI's default 422 (HTTPValidationError).

@@ -84,15 +84,14 @@ def serve(
     port: Annotated[int | None, typer.Option(envvar="GONGCHE_PORT")] = None,
     workers: int = 1,
 ) -> None:
-    """Serve the API (and console) with uvicorn."""
-    import uvicorn
-
+    """Serve the API (and console) with uvicorn; ``--workers N``: N processes, each on its
+    own SO_REUSEPORT socket (fleet.server)."""
     from fleet.logging import configure
+    from fleet.server import serve as run
 
     settings = _settings()
     configure(settings.log_level)
-    uvicorn.run("fleet.app:create_app", factory=True, host=host or settings.host,
-                port=port or settings.port, workers=workers, log_level="info")
+    run(host or settings.host, port or settings.port, workers)
 
 
 @app.command()

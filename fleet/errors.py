@@ -74,6 +74,7 @@ ERROR_DESCRIPTIONS = {
     413: "Request body too large",
     422: "Invalid request: a malformed field, or a well-formed request that breaks a rule",
     429: "Too many attempts: wait and retry",
+    503: "Too many requests in progress on this server process: retry after Retry-After",
 }
 #: What every /api operation can answer besides its success.
-API_ERRORS = error_responses(401, 403, 404, 409, 422)
+API_ERRORS = error_responses(401, 403, 404, 409, 422, 503)

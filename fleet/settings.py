@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
     login_attempts_per_minute: int = Field(default=10, ge=1)
+    # Per server process: requests handled at once (the rest wait on the event loop, holding
+    # neither a thread nor a database connection) and requests allowed to wait (beyond: 503).
+    # Keep max_in_flight below the threadpool (40) and the engine's pool (10 + 40 overflow).
+    max_in_flight: int = Field(default=32, ge=1, le=40)
+    max_queued: int = Field(default=512, ge=0)
     db_echo: bool = False
 
     # Gateway filter chain (Traccar-like; None switches a filter off).
