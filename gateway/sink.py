@@ -135,29 +135,33 @@ def _extras(extras: object, sep: str) -> str:
     raise _NotPlain
 
 
+def _compact_doc(vals: list[str], extras: object) -> str:
+    return "{" + ",".join(map(str.__add__, _COMPACT_KEYS, vals)) + ',"extras":' \
+        + _extras(extras, ",") + "}"
+
+
+def _live_doc(vals: list[str], extras: object, vehicle_id: int | None) -> str:
+    return ("{" + ", ".join(map(str.__add__, _SPACED_KEYS, vals)) + ', "extras": '
+            + _extras(extras, ", ") + ', "vehicle_id": ' + _num(vehicle_id) + "}")
+
+
 def fix_json(fix: Fix) -> str:
     """The stream's JSON text of a fix: exactly ``json.dumps(fix.to_json(),
     ensure_ascii=False, separators=(",", ":"))``, without the per-fix encoder."""
     try:
-        vals = _values(fix)
-        extras = _extras(fix.extras, ",")
+        return _compact_doc(_values(fix), fix.extras)
     except _NotPlain:
         return _ENCODE(fix.to_json())
-    return "{" + ",".join(map(str.__add__, _COMPACT_KEYS, vals)) + ',"extras":' + extras + "}"
 
 
 def _live_json(fix: Fix, vehicle_id: int | None) -> str:
     """``json.dumps(fix.to_json() | {"vehicle_id": vehicle_id}, ensure_ascii=False)``."""
     try:
-        vals = _values(fix)
-        extras = _extras(fix.extras, ", ")
-        vehicle = _num(vehicle_id)
+        return _live_doc(_values(fix), fix.extras, vehicle_id)
     except _NotPlain:
         payload = fix.to_json()
         payload["vehicle_id"] = vehicle_id
         return _LIVE_ENCODE(payload)
-    return ("{" + ", ".join(map(str.__add__, _SPACED_KEYS, vals)) + ', "extras": ' + extras
-            + ', "vehicle_id": ' + vehicle + "}")
 
 
 def _entry_json(fix: Fix, vehicle_id: int | None, live: bool) -> tuple[str, str | None]:
@@ -165,12 +169,8 @@ def _entry_json(fix: Fix, vehicle_id: int | None, live: bool) -> tuple[str, str 
     worked out once for both."""
     try:
         vals = _values(fix)
-        doc = ("{" + ",".join(map(str.__add__, _COMPACT_KEYS, vals)) + ',"extras":'
-               + _extras(fix.extras, ",") + "}")
-        if not live:
-            return doc, None
-        return doc, ("{" + ", ".join(map(str.__add__, _SPACED_KEYS, vals)) + ', "extras": '
-                     + _extras(fix.extras, ", ") + ', "vehicle_id": ' + _num(vehicle_id) + "}")
+        doc = _compact_doc(vals, fix.extras)
+        return doc, _live_doc(vals, fix.extras, vehicle_id) if live else None
     except _NotPlain:
         return fix_json(fix), _live_json(fix, vehicle_id) if live else None
 
