@@ -56,10 +56,10 @@ from fleet.models import (
     VehicleStatus,
 )
 from fleet.scope import (
-    ALL_SEEING,
     check_visible,
     department_subtree,
     require_role,
+    scope_root,
     subtree_clause,
     visible_clause,
 )
@@ -147,7 +147,7 @@ def booking_read(db: Session, b: Booking | SimpleNamespace, assignment: Any = _L
 def read_booking(db: Session, actor: User, booking_id: int) -> schemas.BookingRead:
     """``booking_read(get_booking(...))`` in one query: the booking, its stops and its active
     assignment, and the scope check in SQL (out of scope is not found, as in get_booking)."""
-    scope = None if actor.role in ALL_SEEING else actor.department_id
+    scope = scope_root(actor)
     row = db.execute(_read_statement(scope), {"booking_id": booking_id}).unique().first()
     if row is None:
         raise NotFound(f"booking {booking_id} not found")
@@ -189,7 +189,7 @@ def list_bookings(db: Session, actor: User, offset: int = 0, limit: int = 50, *,
     department scope evaluated in SQL; the page's stops. (One query per assignment, a
     selectin load of the stops and a read of the department tree were four more.)
     """
-    scope = None if actor.role in ALL_SEEING else actor.department_id
+    scope = scope_root(actor)
     filters = {"status": status, "department_id": department_id or None, "purpose": purpose,
                "start": start, "end": end}
     given = tuple(k for k, v in filters.items() if v)

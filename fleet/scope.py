@@ -50,9 +50,13 @@ def visible_clause(actor: User, column: Any) -> ColumnElement[bool] | None:
     over the department tree) inside the query that needs it, instead of one more round
     trip to read the whole tree first. ``UNION`` (not ``UNION ALL``) stops at a cycle.
     """
-    if actor.role in ALL_SEEING:
-        return None
-    return subtree_clause(column, actor.department_id)
+    root = scope_root(actor)
+    return None if root is None else subtree_clause(column, root)
+
+
+def scope_root(actor: User) -> int | None:
+    """The department whose subtree the actor may read, or ``None`` for all."""
+    return None if actor.role in ALL_SEEING else actor.department_id
 
 
 @lru_cache(maxsize=4096)
