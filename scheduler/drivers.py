@@ -136,6 +136,11 @@ def route_driving(problem: Problem, route: Route) -> float:
     return float(sum(problem.durations[a, b] for a, b in zip(nodes, nodes[1:], strict=False)))
 
 
+def in_shift(d: Driver, begin: float, end: float) -> bool:
+    """[begin, end] lies inside one of the driver's shifts."""
+    return any(a - 1e-6 <= begin and end <= b + 1e-6 for a, b in d.shifts)
+
+
 def driver_fits_route(problem: Problem, d: Driver, v: Vehicle, route: Route,
                       visits: list | None = None) -> bool:
     """Shift contains the route (re-timed with the driver's breaks), licences held,
@@ -153,7 +158,7 @@ def driver_fits_route(problem: Problem, d: Driver, v: Vehicle, route: Route,
     if timed is None:
         return False
     begin, end = timed.stops[0].departure, timed.stops[-1].arrival
-    if not any(a - 1e-6 <= begin and end <= b + 1e-6 for a, b in d.shifts):
+    if not in_shift(d, begin, end):
         return False
     return route_driving(problem, timed) <= d.max_driving + 1e-6
 
@@ -184,7 +189,7 @@ def assign_after_routing(problem: Problem, routes: list[Route]) -> dict[str, str
         timed: dict[tuple[float, float], tuple[float, float, float] | None] = {}
         ok: dict[str, int] = {}
         for d in problem.drivers:
-            if not any(a - 1e-6 <= lo and hi <= b + 1e-6 for a, b in d.shifts):
+            if not in_shift(d, lo, hi):
                 continue
             if not driver_can_drive(d, v) or not needs <= d.licences:
                 continue
@@ -197,7 +202,7 @@ def assign_after_routing(problem: Problem, routes: list[Route]) -> dict[str, str
             if got is None:
                 continue
             begin, end, driving = got
-            if not any(a - 1e-6 <= begin and end <= b + 1e-6 for a, b in d.shifts):
+            if not in_shift(d, begin, end):
                 continue
             if driving > d.max_driving + 1e-6:
                 continue

@@ -77,8 +77,7 @@ class _Checker:
             v = self.vehicles.get(r.vehicle_id)
             if v is None or not r.used:
                 continue
-            car = v.id if v.car is None else v.car
-            spans.setdefault(car, []).append((r.stops[0].departure, r.stops[-1].arrival, v.id))
+            spans.setdefault(v.car_id, []).append((r.stops[0].departure, r.stops[-1].arrival, v.id))
         for car, xs in spans.items():
             xs.sort()
             for (_a1, b1, v1), (a2, _b2, v2) in zip(xs, xs[1:], strict=False):
