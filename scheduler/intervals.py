@@ -326,13 +326,7 @@ class IntervalSearch:
         if best is None:
             return False
         _c, n1, n2 = best
-        self._set(k1, n1)
-        self._set(k2, n2)
-        for i in n1:
-            self.where[i] = k1
-        for i in n2:
-            self.where[i] = k2
-        self.moves["tails"] += 1
+        self._exchange(k1, n1, k2, n2)
         return True
 
     def link(self, i: int) -> bool:
@@ -360,6 +354,11 @@ class IntervalSearch:
         if best is None:
             return False
         _d, k2, n1, n2 = best
+        self._exchange(k1, n1, k2, n2)
+        return True
+
+    def _exchange(self, k1: int, n1: list[int], k2: int, n2: list[int]) -> None:
+        """Apply a tail exchange: duties ``k1`` and ``k2`` now drive ``n1`` and ``n2``."""
         self._set(k1, n1)
         self._set(k2, n2)
         for x in n1:
@@ -367,7 +366,6 @@ class IntervalSearch:
         for x in n2:
             self.where[x] = k2
         self.moves["tails"] += 1
-        return True
 
     def _ok(self, k: int, r: Sequence[int], cut: int) -> bool:
         """Route ``r`` on duty ``k`` is feasible (allowed duty for the new tail, and the
