@@ -14,8 +14,8 @@ exactly ``rate × seconds`` requests — 20 % booking creations, 40 % booking re
 the latency instead of hiding it (no coordinated omission). A short warm-up (40 bookings
 to read, 160 reads) is not measured.
 Reported: throughput achieved, p50/p90/p99/max latency overall and per kind, errors, each
-server worker's and the load process's CPU seconds, and how late the load sent its latest
-request."""
+server worker's CPU seconds over the timed part (the warm-up excluded) and their sum per
+request, the load process's CPU seconds, and how late the load sent its latest request."""
 
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def _raw(method: str, path: str, host: str, headers: str, body: bytes = b"") -> 
 
 
 async def _load(base: str, users: list[tuple[str, int]], rate: float, total: int,
-                concurrency: int) -> dict[str, Any]:
+                concurrency: int, warm: Any = None) -> dict[str, Any]:
     import resource
 
     import httpx
@@ -210,6 +210,9 @@ async def _load(base: str, users: list[tuple[str, int]], rate: float, total: int
         if status == 201:
             ids[k].append(orjson.loads(body)["id"])
     await asyncio.gather(*(send(build(i)[1]) for i in range(1, 200) if i % 5))
+    if warm is not None:  # the servers' CPU is counted from here on
+        warm.put("warm")
+        await asyncio.sleep(0.3)
 
     samples: list[tuple[str, float, int]] = []
     lag: list[float] = []
@@ -254,7 +257,7 @@ def _load_process(base: str, users: list[tuple[str, int]], rate: float, total: i
     except ImportError:
         runner = asyncio.run
     try:
-        out.put(runner(_load(base, users, rate, total, concurrency)))
+        out.put(runner(_load(base, users, rate, total, concurrency, out)))
     except BaseException as exc:
         out.put({"error": repr(exc)[:500], "samples": [], "elapsed": 0.0})
         raise
@@ -344,9 +347,13 @@ def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0
         loader = ctx.Process(target=_load_process,
                              args=(f"http://127.0.0.1:{port}", users, rate, total, concurrency,
                                    out))
-        cpu0 = [_cpu_seconds(p.pid) for p in servers]
         loader.start()
-        got = out.get(timeout=seconds * 30 + 300)
+        got = out.get(timeout=300)
+        if got == "warm":  # warm-up done: measure the servers' CPU over the timed part only
+            cpu0 = [_cpu_seconds(p.pid) for p in servers]
+            got = out.get(timeout=seconds * 30 + 300)
+        else:
+            cpu0 = [0.0 for _ in servers]
         server_cpu = [round(_cpu_seconds(p.pid) - c, 2) for p, c in zip(servers, cpu0,
                                                                          strict=True)]
         loader.join(30)
@@ -384,6 +391,7 @@ def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0
         "p99_within_target": bool(lat) and _pct(lat, 99) < TARGET_P99_MS,
         "per_kind": per_kind, "cpus": os.cpu_count(), "server_workers": workers,
         "concurrency": concurrency, "server_cpu_s": server_cpu,
+        "server_cpu_ms_per_request": round(sum(server_cpu) / total * 1000, 2) if total else None,
         "load_cpu_s": got.get("load_cpu_s"),
         "dispatch_lag_max_ms": got.get("dispatch_lag_max_ms"),
         "load_avg_1min": round(os.getloadavg()[0], 2),
@@ -406,6 +414,7 @@ def _print(r: dict[str, Any]) -> None:
     t.add_column("value", justify="right")
     for key in ("requests", "completed_ok", "errors", "throughput_rps", "p50_ms", "p90_ms",
                 "p99_ms", "max_ms", "target_p99_ms", "p99_within_target", "server_cpu_s",
+                "server_cpu_ms_per_request",
                 "load_cpu_s",
                 "dispatch_lag_max_ms", "load_avg_1min"):
         t.add_row(key, str(r[key]))
