@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 from pydantic import BaseModel, Field
 
 from dispatch import matching, rules, schemas, service, stats
@@ -15,10 +15,11 @@ from fleet.api import PageParams, json_response
 from fleet.deps import CurrentUser, DbSession
 from fleet.errors import Invalid
 from fleet.models import Role
+from fleet.routing import ApiRouter
 from fleet.scope import require_role
 from fleet.service import get_vehicle
 
-router = APIRouter(prefix="/api/dispatch", tags=["dispatch"])
+router = ApiRouter(prefix="/api/dispatch", tags=["dispatch"])
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 From = Annotated[datetime | None, Query(alias="from")]
 To = Annotated[datetime | None, Query(alias="to")]

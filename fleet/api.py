@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
@@ -12,6 +12,7 @@ from fleet import schemas, service
 from fleet.deps import AppSettings, CurrentUser, DbSession
 from fleet.errors import TooManyRequests, Unauthorized
 from fleet.models import DriverStatus, Role, VehicleCategory, VehicleStatus
+from fleet.routing import ApiRouter
 from fleet.security import create_token, verify_password
 
 
@@ -42,7 +43,7 @@ def json_response(model: BaseModel, status_code: int = 200) -> Response:
     return Response(model.__pydantic_serializer__.to_json(model), status_code=status_code,
                     media_type="application/json")
 
-auth = APIRouter(prefix="/api/auth", tags=["auth"])
+auth = ApiRouter(prefix="/api/auth", tags=["auth"])
 
 
 @auth.post("/token", response_model=schemas.TokenRead)
@@ -72,7 +73,7 @@ def _page(p: service.Paged, items: list[object] | None = None) -> dict[str, obje
 
 
 # --- departments -------------------------------------------------------------------------
-departments = APIRouter(prefix="/api/departments", tags=["departments"])
+departments = ApiRouter(prefix="/api/departments", tags=["departments"])
 
 
 @departments.get("", response_model=schemas.Page[schemas.DepartmentRead])
@@ -103,7 +104,7 @@ def retire_department(department_id: int, data: schemas.Retire, db: DbSession,
 
 
 # --- users -------------------------------------------------------------------------------
-users = APIRouter(prefix="/api/users", tags=["users"])
+users = ApiRouter(prefix="/api/users", tags=["users"])
 
 
 @users.get("", response_model=schemas.Page[schemas.UserRead])
@@ -134,7 +135,7 @@ def retire_user(user_id: int, data: schemas.Retire, db: DbSession, user: Current
 
 
 # --- vehicles ----------------------------------------------------------------------------
-vehicles = APIRouter(prefix="/api/vehicles", tags=["vehicles"])
+vehicles = ApiRouter(prefix="/api/vehicles", tags=["vehicles"])
 
 
 @vehicles.get("", response_model=schemas.Page[schemas.VehicleRead])
@@ -170,7 +171,7 @@ def retire_vehicle(vehicle_id: int, data: schemas.Retire, db: DbSession,
 
 
 # --- drivers -----------------------------------------------------------------------------
-drivers = APIRouter(prefix="/api/drivers", tags=["drivers"])
+drivers = ApiRouter(prefix="/api/drivers", tags=["drivers"])
 
 
 @drivers.get("", response_model=schemas.Page[schemas.DriverRead])
@@ -202,7 +203,7 @@ def retire_driver(driver_id: int, data: schemas.Retire, db: DbSession,
 
 
 # --- terminals ---------------------------------------------------------------------------
-terminals = APIRouter(prefix="/api/terminals", tags=["terminals"])
+terminals = ApiRouter(prefix="/api/terminals", tags=["terminals"])
 
 
 @terminals.get("", response_model=schemas.Page[schemas.TerminalRead])

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Response, UploadFile, status
+from fastapi import File, Query, Response, UploadFile, status
 
 from fleet.deps import CurrentUser, DbSession
 from fleet.models import VehicleCategory
+from fleet.routing import ApiRouter
 from ledger import (
     costs,
     etc,
@@ -22,7 +23,7 @@ from ledger import (
 )
 from ledger.models import EntryKind, RequestStatus
 
-router = APIRouter(prefix="/api/ledger", tags=["ledger"])
+router = ApiRouter(prefix="/api/ledger", tags=["ledger"])
 Month = Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")]
 
 

@@ -13,13 +13,12 @@ Dispatchers and admins only (supervisors, staff and approvers: 403).
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from fleet.deps import AppSettings, CurrentUser, DbSession
+from fleet.routing import ApiRouter
 from fleet.scope import require_role
 from scheduler import schemas, service
 
-router = APIRouter(prefix="/api/plans", tags=["scheduler"])
+router = ApiRouter(prefix="/api/plans", tags=["scheduler"])
 _ROLES = service.dispatch.DISPATCHERS
 
 

@@ -8,11 +8,12 @@ import json
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Response, WebSocket, WebSocketDisconnect
+from fastapi import Body, Query, Response, WebSocket, WebSocketDisconnect
 
 from fleet.deps import AppSettings, CurrentUser, DbSession, RedisClient
 from fleet.errors import DomainError
 from fleet.models import User
+from fleet.routing import ApiRouter
 from fleet.security import decode_token
 from fleet.store import async_redis_client
 from gateway.sink import LIVE_CHANNEL
@@ -32,7 +33,7 @@ from telematics.schemas import (
     TripRead,
 )
 
-router = APIRouter(tags=["telematics"])
+router = ApiRouter(tags=["telematics"])
 
 
 @router.get("/api/live", response_model=list[LiveVehicle])

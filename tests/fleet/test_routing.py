@@ -1,0 +1,145 @@
+"""The API's route class and router: the user lookup, the endpoint and the commit on one
+thread; an account retired after its token was issued refused; prefixes declined early."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.routing import Match
+
+from fleet.app import create_app
+from fleet.deps import CurrentUser, DbSession
+from fleet.models import Department, Role, User
+from fleet.routing import ApiRouter
+from fleet.settings import Settings
+from tests import factories as f
+
+
+def _probe_routers(seen: dict[str, Any]) -> list[APIRouter]:
+    unit = ApiRouter(prefix="/api/probe")
+    plain = APIRouter(prefix="/api/plain")  # not the API's route class: still a User
+
+    @unit.post("/touch")
+    def touch(db: DbSession, user: CurrentUser) -> dict[str, object]:
+        seen["endpoint"] = threading.get_ident()
+        seen["user_type"] = type(user).__name__
+        db.add(Department(code=f"probe{f.n()}", name="探针", parent_id=user.department_id))
+        return {"user": user.username}
+
+    @unit.post("/fail")
+    def fail(db: DbSession, user: CurrentUser) -> dict[str, object]:
+        db.add(Department(code="probe-failed", name="失败", parent_id=user.department_id))
+        db.flush()
+        raise ValueError("the endpoint failed after writing")
+
+    @plain.get("/me")
+    def me(user: CurrentUser) -> dict[str, object]:
+        return {"user": user.username, "type": type(user).__name__}
+
+    return [unit, plain]
+
+
+def _client(settings: Settings, engine: Any, factory: sessionmaker[Session],
+            seen: dict[str, Any]) -> TestClient:
+    app = create_app(settings, engine=engine, session_factory=factory,
+                     extra_routers=_probe_routers(seen))
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_the_user_lookup_the_endpoint_and_the_commit_share_one_thread(
+        settings: Settings, engine: Any, session_factory: sessionmaker[Session],
+        db: Session) -> None:
+    seen: dict[str, Any] = {}
+    threads: dict[str, set[int]] = {"query": set(), "commit": set()}
+
+    @event.listens_for(session_factory, "do_orm_execute")
+    def _query(_state: Any) -> None:
+        threads["query"].add(threading.get_ident())
+
+    @event.listens_for(session_factory, "after_commit")
+    def _commit(_session: Session) -> None:
+        threads["commit"].add(threading.get_ident())
+
+    root = f.department(db)
+    admin = f.user(db, Role.admin, root)
+    db.commit()
+    with _client(settings, engine, session_factory, seen) as client:
+        h = f.login(client, admin).headers
+        threads["query"].clear()
+        threads["commit"].clear()
+        r = client.post("/api/probe/touch", headers=h)
+        assert r.status_code == 200, r.text
+        assert seen["user_type"] == "User"
+        assert threads["query"] == {seen["endpoint"]} == threads["commit"]
+        assert db.query(Department).filter(Department.name == "探针").count() == 1
+
+
+def test_an_endpoint_that_fails_leaves_nothing_written(
+        settings: Settings, engine: Any, session_factory: sessionmaker[Session],
+        db: Session) -> None:
+    root = f.department(db)
+    admin = f.user(db, Role.admin, root)
+    db.commit()
+    with _client(settings, engine, session_factory, {}) as client:
+        r = client.post("/api/probe/fail", headers=f.login(client, admin).headers)
+        assert r.status_code == 500
+    db.expire_all()
+    assert db.query(Department).filter(Department.code == "probe-failed").count() == 0
+
+
+def test_a_route_of_another_class_still_gets_the_user(
+        settings: Settings, engine: Any, session_factory: sessionmaker[Session],
+        db: Session) -> None:
+    root = f.department(db)
+    staff = f.user(db, Role.staff, root)
+    db.commit()
+    with _client(settings, engine, session_factory, {}) as client:
+        r = client.get("/api/plain/me", headers=f.login(client, staff).headers)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"user": staff.username, "type": "User"}
+
+
+def test_an_account_retired_after_its_token_was_issued_is_refused(
+        client: TestClient, db: Session) -> None:
+    root = f.department(db)
+    staff = f.user(db, Role.staff, root)
+    db.commit()
+    h = f.login(client, staff).headers
+    assert client.get("/api/dispatch/bookings", headers=h).status_code == 200
+    db.get(User, staff.id).active = False  # type: ignore[union-attr]
+    db.commit()
+    for path in ("/api/dispatch/bookings", "/api/departments", "/api/ledger/entries",
+                 "/api/live"):
+        r = client.get(path, headers=h)
+        assert r.status_code == 401, (path, r.text)
+        assert "retired" in r.json()["detail"]
+    # with no token at all, the answer is 401 before anything else is looked at
+    r = client.post("/api/dispatch/bookings", json={"nonsense": True})
+    assert r.status_code == 401 and "not authenticated" in r.json()["detail"]
+
+
+def test_a_router_declines_paths_outside_its_prefix_without_trying_its_routes() -> None:
+    router = ApiRouter(prefix="/api/things")
+
+    @router.get("/{thing_id}")
+    def thing(thing_id: int) -> dict[str, int]:
+        return {"id": thing_id}
+
+    def scope(path: str, root: str = "") -> dict[str, Any]:
+        return {"type": "http", "path": path, "root_path": root, "method": "GET"}
+
+    assert router.matches(scope("/api/other/1")) == (Match.NONE, {})
+    assert router.matches(scope("/gongche/api/other/1", "/gongche")) == (Match.NONE, {})
+    app = create_app(Settings(mode="test", secret_key="k" * 40,
+                              database_url="sqlite:///:memory:"), extra_routers=[router])
+    with TestClient(app) as client:
+        assert client.get("/api/things/7").json() == {"id": 7}
+        assert client.get("/api/things/x").status_code == 422
+        assert client.get("/api/thingsx/7").status_code == 404
+    with TestClient(app, root_path="/gongche") as client:
+        assert client.get("/gongche/api/things/8").json() == {"id": 8}
