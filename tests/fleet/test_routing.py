@@ -123,23 +123,65 @@ def test_an_account_retired_after_its_token_was_issued_is_refused(
     assert r.status_code == 401 and "not authenticated" in r.json()["detail"]
 
 
-def test_a_router_declines_paths_outside_its_prefix_without_trying_its_routes() -> None:
+def _counting(router: APIRouter) -> set[tuple[str, str]]:
+    """(route, request path) each time one of the router's routes is asked to match, from
+    now on."""
+    asked: set[tuple[str, str]] = set()
+    for route in router.routes:
+        def matches(scope: Any, _original: Any = route.matches,
+                    _path: str = getattr(route, "path", "")) -> Any:
+            asked.add((_path, scope["path"]))
+            return _original(scope)
+        route.matches = matches  # type: ignore[method-assign]
+    return asked
+
+
+def test_a_router_declines_paths_none_of_its_routes_starts_like() -> None:
     router = ApiRouter(prefix="/api/things")
+    mixed = ApiRouter()  # no prefix: its routes' own first segments decide
 
     @router.get("/{thing_id}")
     def thing(thing_id: int) -> dict[str, int]:
         return {"id": thing_id}
 
-    def scope(path: str, root: str = "") -> dict[str, Any]:
-        return {"type": "http", "path": path, "root_path": root, "method": "GET"}
+    @mixed.get("/api/probe-live")
+    def live() -> dict[str, str]:
+        return {"at": "live"}
 
-    assert router.matches(scope("/api/other/1")) == (Match.NONE, {})
-    assert router.matches(scope("/gongche/api/other/1", "/gongche")) == (Match.NONE, {})
+    @mixed.post("/api/probe-cars/{car_id}/positions")
+    def positions(car_id: int) -> dict[str, int]:
+        return {"car": car_id}
+
     app = create_app(Settings(mode="test", secret_key="k" * 40,
-                              database_url="sqlite:///:memory:"), extra_routers=[router])
+                              database_url="sqlite:///:memory:"),
+                     extra_routers=[router, mixed])
+    things, mixed_asked = _counting(router), _counting(mixed)
     with TestClient(app) as client:
         assert client.get("/api/things/7").json() == {"id": 7}
         assert client.get("/api/things/x").status_code == 422
         assert client.get("/api/thingsx/7").status_code == 404
+        assert client.get("/api/probe-live").json() == {"at": "live"}
+        assert client.post("/api/probe-cars/3/positions").json() == {"car": 3}
+        assert client.get("/api/probe-cars/3/positions").status_code == 405  # path known
+        assert {path for _, path in things} == {"/api/things/7", "/api/things/x"}
+        assert {path for _, path in mixed_asked} == {"/api/probe-live",
+                                                     "/api/probe-cars/3/positions"}
     with TestClient(app, root_path="/gongche") as client:
         assert client.get("/gongche/api/things/8").json() == {"id": 8}
+
+
+def test_a_router_with_a_route_open_at_the_top_tries_every_route() -> None:
+    router = ApiRouter()
+
+    @router.get("/{anything}/x")
+    def anything(anything: str) -> dict[str, str]:
+        return {"got": anything}
+
+    app = create_app(Settings(mode="test", secret_key="k" * 40,
+                              database_url="sqlite:///:memory:"), extra_routers=[router])
+    with TestClient(app) as client:
+        assert client.get("/zz/x").json() == {"got": "zz"}
+        router.add_api_route("/api/late", lambda: {"late": True}, methods=["GET"])
+        asked = _counting(router)
+        assert client.get("/api/late").json() == {"late": True}
+        assert asked == {("/{anything}/x", "/api/late"), ("/api/late", "/api/late")}
