@@ -61,7 +61,6 @@ from fleet.scope import (
     require_role,
     scope_root,
     subtree_clause,
-    visible_clause,
 )
 from fleet.service import Paged
 
@@ -259,10 +258,7 @@ def _department_for(db: Session, actor: User, department_id: int | None) -> int:
     One query: whether it is in scope is computed with it (visible_clause).
     """
     dep_id = department_id or actor.department_id
-    scope = visible_clause(actor, Department.id)
-    stmt = select(Department.active, true() if scope is None else scope).where(
-        Department.id == dep_id)
-    row = db.execute(stmt).first()
+    row = db.execute(_department_statement(scope_root(actor)), {"dep_id": dep_id}).first()
     if row is None or not row[0]:
         raise Invalid(f"unknown department {dep_id}", field="department_id")
     if not row[1]:
@@ -270,12 +266,24 @@ def _department_for(db: Session, actor: User, department_id: int | None) -> int:
     return dep_id
 
 
+@lru_cache(maxsize=4096)
+def _department_statement(scope_root: int | None) -> Any:
+    # Built once per department scope, as the booking read's (_read_statement).
+    scope = true() if scope_root is None else subtree_clause(Department.id, scope_root)
+    return select(Department.active, scope).where(Department.id == bindparam("dep_id"))
+
+
 def largest_capacity(db: Session, category: Any = None) -> int:
-    stmt = select(func.max(Vehicle.seats)).where(Vehicle.status == VehicleStatus.in_service)
-    if category is not None:
-        stmt = stmt.where(Vehicle.category == category)
-    seats = db.scalar(stmt)
+    if category is None:
+        seats = db.scalar(_LARGEST_SEATS)
+    else:
+        seats = db.scalar(_LARGEST_SEATS_OF, {"category": category})
     return max(0, int(seats) - 1) if seats else 0
+
+
+_LARGEST_SEATS = select(func.max(Vehicle.seats)).where(
+    Vehicle.status == VehicleStatus.in_service)
+_LARGEST_SEATS_OF = _LARGEST_SEATS.where(Vehicle.category == bindparam("category"))
 
 
 def validate_booking(db: Session, data: schemas.BookingBase, now: datetime | None = None) -> None:
