@@ -15,7 +15,9 @@ the latency instead of hiding it (no coordinated omission). A short warm-up (40 
 to read, 160 reads) is not measured.
 Reported: throughput achieved, p50/p90/p99/max latency overall and per kind, errors, each
 server worker's CPU seconds over the timed part (the warm-up excluded) and their sum per
-request, the load process's CPU seconds, and how late the load sent its latest request."""
+request, the load process's CPU seconds, how late the load sent its latest request, how busy
+the whole machine was (near 1.0: other processes took the CPU the server needed, and the
+latency says nothing about the server), and a per-second timeline of the latency."""
 
 from __future__ import annotations
 
@@ -214,7 +216,7 @@ async def _load(base: str, users: list[tuple[str, int]], rate: float, total: int
         warm.put("warm")
         await asyncio.sleep(0.3)
 
-    samples: list[tuple[str, float, int]] = []
+    samples: list[tuple[str, float, int, float]] = []
     lag: list[float] = []
 
     async def one(i: int, due: float) -> None:
@@ -228,7 +230,7 @@ async def _load(base: str, users: list[tuple[str, int]], rate: float, total: int
         except Exception:  # the load must never die half-way
             status = -1
         # latency from the request's *scheduled* time (no coordinated omission)
-        samples.append((kind, (time.perf_counter() - due) * 1000, status))
+        samples.append((kind, (time.perf_counter() - due) * 1000, status, due - t0))
 
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     tasks = []
@@ -277,6 +279,14 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU jiffies of the whole machine so far (Linux /proc/stat)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return float(sum(fields) - idle), float(sum(fields))
 
 
 def _listeners(port: int) -> int:
@@ -351,9 +361,12 @@ def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0
         got = out.get(timeout=300)
         if got == "warm":  # warm-up done: measure the servers' CPU over the timed part only
             cpu0 = [_cpu_seconds(p.pid) for p in servers]
+            machine0 = _machine_busy()
             got = out.get(timeout=seconds * 30 + 300)
         else:
             cpu0 = [0.0 for _ in servers]
+            machine0 = (0.0, 0.0)
+        machine1 = _machine_busy()
         server_cpu = [round(_cpu_seconds(p.pid) - c, 2) for p, c in zip(servers, cpu0,
                                                                          strict=True)]
         loader.join(30)
@@ -377,6 +390,12 @@ def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0
         ks = [s[1] for s in ok if s[0] == kind]
         per_kind[kind] = {"n": len(ks), "p50_ms": round(_pct(ks, 50), 1),
                           "p99_ms": round(_pct(ks, 99), 1)}
+    timeline = []  # per second of the schedule: how latency moved (a stall shows as a spike)
+    for second in range(int(seconds) + 1):
+        ls = [s[1] for s in ok if second <= s[3] < second + 1]
+        if ls:
+            timeline.append({"second": second, "n": len(ls), "p50_ms": round(_pct(ls, 50), 1),
+                             "p99_ms": round(_pct(ls, 99), 1), "max_ms": round(max(ls), 1)})
     statuses: dict[str, int] = {}
     for s in samples:
         statuses[str(s[2])] = statuses.get(str(s[2]), 0) + 1
@@ -389,12 +408,17 @@ def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0
         "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
         "target_p99_ms": TARGET_P99_MS,
         "p99_within_target": bool(lat) and _pct(lat, 99) < TARGET_P99_MS,
-        "per_kind": per_kind, "cpus": os.cpu_count(), "server_workers": workers,
+        "per_kind": per_kind, "timeline": timeline, "cpus": os.cpu_count(),
+        "server_workers": workers,
         "concurrency": concurrency, "server_cpu_s": server_cpu,
         "server_cpu_ms_per_request": round(sum(server_cpu) / total * 1000, 2) if total else None,
         "load_cpu_s": got.get("load_cpu_s"),
         "dispatch_lag_max_ms": got.get("dispatch_lag_max_ms"),
         "load_avg_1min": round(os.getloadavg()[0], 2),
+        # all processes' CPU over the timed part, servers, load and database included: near
+        # 1.0 means the machine, not only the server, was the limit
+        "machine_busy": round((machine1[0] - machine0[0])
+                              / max(1.0, machine1[1] - machine0[1]), 2),
     }
     if not quiet:
         _print(result)
@@ -416,7 +440,7 @@ def _print(r: dict[str, Any]) -> None:
                 "p99_ms", "max_ms", "target_p99_ms", "p99_within_target", "server_cpu_s",
                 "server_cpu_ms_per_request",
                 "load_cpu_s",
-                "dispatch_lag_max_ms", "load_avg_1min"):
+                "dispatch_lag_max_ms", "load_avg_1min", "machine_busy"):
         t.add_row(key, str(r[key]))
     for kind, v in r["per_kind"].items():
         t.add_row(f"{kind} p50/p99 ms (n)", f"{v['p50_ms']} / {v['p99_ms']} ({v['n']})")
