@@ -195,3 +195,26 @@ def test_list_items_are_the_same_views_as_single_reads(api: Api, org: Org) -> No
                                           params={"limit": 500}).json()["items"]}
     assert listed[assigned["id"]]["assignment"]["vehicle_id"] is not None
     assert listed[released["id"]]["assignment"] is None
+
+
+def test_list_pages_count_every_visible_booking_once(api: Api, org: Org) -> None:
+    """The total rides on the page's rows (a window count); a page past the end counts on
+    its own. Released and reassigned bookings (two assignments, one active) count once."""
+    api.assigned(org)
+    moved = api.assigned(org, start_at=tomorrow(14).isoformat(), end_at=tomorrow(16).isoformat())
+    api.post(org.dispatcher, f"/bookings/{moved['id']}/unassign", {"reason": "换车"})
+    r = api.post(org.dispatcher, f"/bookings/{moved['id']}/assign",
+                 {"vehicle_id": org.car.id, "driver_id": org.driver.id})
+    assert r.status_code == 200, r.text
+    for _ in range(3):
+        api.book(org.staff_a)
+    pages = [api.get(org.dispatcher, "/bookings", params={"limit": 2, "offset": o}).json()
+             for o in (0, 2, 4, 6)]
+    assert [p["total"] for p in pages] == [5, 5, 5, 5]
+    assert [len(p["items"]) for p in pages] == [2, 2, 1, 0]
+    assert len({b["id"] for p in pages for b in p["items"]}) == 5
+    drafts = api.get(org.dispatcher, "/bookings", params={"status": "draft", "limit": 1}).json()
+    assert drafts["total"] == 3 and len(drafts["items"]) == 1
+    past = api.get(org.dispatcher, "/bookings", params={"status": "draft", "offset": 9}).json()
+    assert past["total"] == 3 and past["items"] == []
+    assert api.get(org.staff_b, "/bookings", params={"offset": 3}).json()["total"] == 0
