@@ -166,6 +166,39 @@ def _writer(env: Env, ident: str, stop: Any, ready: Any) -> None:
     t.join()
 
 
+# ------------------------------------------------------------------------------ CPU
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its descendants: the live ones
+    and those already reaped (``cutime``/``cstime``), read from /proc (0.0 where there is
+    none). PostgreSQL's backends are children of the postmaster, itself a child of
+    ``runuser`` when the bench runs as root."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        parent[int(d)] = int(fields[1])
+        used[int(d)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        p = frontier.pop()
+        for child, ppid in parent.items():
+            if ppid == p and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(used.get(p, 0) for p in tree) / tick
+
+
+def _cpu_snapshot(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(_cpu_seconds(p) for p in group) for name, group in pids.items()}
+
+
 # ------------------------------------------------------------------------------ phases
 def _count_positions(database_url: str) -> tuple[int, int]:
     from sqlalchemy import create_engine, text
@@ -251,18 +284,25 @@ def _last_received(database_url: str) -> float:
 
 
 def phase_e2e(ctx: Any, env: Env, tids: list[str], seconds: float, publishers: int,
-              counts: list[int]) -> dict[str, float]:
+              counts: list[int], pids: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """The same publishers sending the same number of messages as in the raw phase; the
     rate is measured the same way: messages / (last one at the sink − first one published),
-    the sink being ``positions`` (the row's ``received_at``, set in its insert transaction)."""
+    the sink being ``positions`` (the row's ``received_at``, set in its insert transaction).
+
+    ``pids`` (name → process ids): their CPU time over the phase, per stored fix, is
+    reported as ``cpu_us_per_fix`` (it includes the bench's own queries in PostgreSQL)."""
     _truncate(env.database_url)
+    before = _cpu_snapshot(pids or {})
     sent_each, first = _publish(ctx, env, tids, seconds, publishers, None,
                                 time.time() - 2 * 86400, counts)
     sent = sum(sent_each)
     rows, distinct = _wait_stored(env, sent, 300)
+    after = _cpu_snapshot(pids or {})
     span = _last_received(env.database_url) - first if distinct else 0.0
+    cpu = {k: round((after[k] - before[k]) / distinct * 1e6, 1) if distinct else None
+           for k in after}
     return {"sent": sent, "stored": distinct, "rows": rows,
-            "fixes_per_s": distinct / span if span > 0 else 0.0}
+            "fixes_per_s": distinct / span if span > 0 else 0.0, "cpu_us_per_fix": cpu}
 
 
 def phase_latency(ctx: Any, env: Env, tids: list[str], seconds: float, rate: float
@@ -331,7 +371,13 @@ def run(seconds: float = 15.0, terminals: int = 50, json_path: str | None = None
         for _ in procs:  # every gateway subscribed and every writer reading
             if not ready.acquire(timeout=120):
                 raise TimeoutError("a gateway or writer process did not start")
-        e2e = phase_e2e(ctx, env, tids, seconds, publishers, raw["per_publisher"])
+        gw_procs, wr_procs = procs[:gateways], procs[gateways:]
+        pids = {"gateway": [p.pid for p in gw_procs if p.pid],
+                "writer": [p.pid for p in wr_procs if p.pid],
+                "redis": [rd.proc.pid] if rd.proc else [],
+                "postgres": [pg.proc.pid] if pg.proc else [],
+                "mosquitto": [mq.proc.pid] if mq.proc else []}
+        e2e = phase_e2e(ctx, env, tids, seconds, publishers, raw["per_publisher"], pids)
         latency = phase_latency(ctx, env, tids, min(seconds, 10), e2e["fixes_per_s"] / 2)
         stop.set()
         for p in procs:
@@ -355,6 +401,8 @@ def run(seconds: float = 15.0, terminals: int = 50, json_path: str | None = None
         "sent": int(e2e["sent"]), "stored": int(e2e["stored"]),
         "lost": int(e2e["sent"] - e2e["stored"]),
         "duplicated": int(e2e["rows"] - e2e["stored"]),
+        "e2e_cpu_us_per_fix": e2e["cpu_us_per_fix"],
+        "load_average": list(os.getloadavg()),
     }
     _print(result)
     if json_path:
@@ -373,6 +421,9 @@ def _print(r: dict[str, Any]) -> None:
     for key in ("raw_broker_msgs_per_s", "e2e_fixes_per_s", "ratio", "latency_rate_fixes_per_s",
                 "latency_p50_ms", "latency_p99_ms", "sent", "stored", "lost", "duplicated"):
         t.add_row(key, str(r[key]))
+    for name, us in r["e2e_cpu_us_per_fix"].items():
+        t.add_row(f"e2e CPU µs/fix: {name}", str(us))
+    t.add_row("load average (1/5/15 min)", " / ".join(f"{x:.2f}" for x in r["load_average"]))
     Console().print(t)
 
 
