@@ -23,6 +23,7 @@ from prometheus_client import Counter
 from sqlalchemy import Engine, bindparam, func, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from fleet.heap import freeze_startup_heap
 from fleet.logging import get_logger
 from gateway.sink import STREAM, Routed, decode_entry
 from telematics.models import Position
@@ -206,6 +207,7 @@ class StreamWriter:
         """Loop until :meth:`stop`; flushes what was read before returning."""
         self.ensure_group()
         ensure_month_partitions(self.engine)
+        freeze_startup_heap()  # see fleet.heap: full collections skip the imported modules
         log.info("writer_started", consumer=self.consumer, stream=self.stream)
         while not self._stop.is_set():
             try:
