@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,16 @@ import redis
 from sqlalchemy import Engine, func, select, text
 
 from fleet.fix import Fix
-from gateway.sink import LIVE_GEO, RedisSink, Routed, live_snapshot
+from gateway.sink import (
+    LIVE_GEO,
+    LIVE_LAST,
+    RedisSink,
+    Routed,
+    encode_entry,
+    fix_json,
+    live_json,
+    live_snapshot,
+)
 from telematics.models import Position
 from telematics.writer import StreamWriter, ensure_month_partitions, store_positions
 
@@ -120,3 +130,64 @@ def test_month_partitions_on_postgis(clean_positions: Engine) -> None:
     with engine.begin() as conn:
         for name in created:
             conn.execute(text(f"DROP TABLE {name}"))
+
+
+def test_sink_entries_and_live_documents(rclient: redis.Redis) -> None:
+    """One script call per batch writes each fix's stream entry (exactly what encode_entry
+    gives) and its live document: the stream JSON with vehicle_id added, i.e. the object
+    fix.to_json() | {"vehicle_id": …}; an invalid fix is streamed but never live."""
+    stream = "test:sink:entries"
+    rclient.delete(stream)
+    sink = RedisSink(rclient, stream=stream)
+    pubsub = rclient.pubsub()
+    pubsub.subscribe("live")
+    pubsub.get_message(timeout=1)
+    items = [Routed(Fix("SK1", T0, 30.5, 104.1, speed_kmh=12.5, hdop=0.9, satellites=11,
+                        protocol="nmea-mqtt", extras={"sentences": ["GNRMC", "GNGGA"]}), 3),
+             Routed(Fix("SK2", T0, 31.5, 105.1, protocol="sim", extras={"说明": "车"}), None),
+             Routed(Fix("SK3", T0, 32.5, 106.1, valid=False, protocol="sim"), 4),
+             Routed(Fix("SK4", T0, float("nan"), 104.1, valid=False, protocol="sim"),
+                    3)]  # NaN: the encoder's own text, as before
+    sink.put(items)
+    entries = rclient.xrange(stream)
+    assert [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries] \
+        == [encode_entry(i) for i in items]
+    snap = live_snapshot(rclient)
+    assert snap["SK2"] == items[1].fix.to_json() | {"vehicle_id": None}
+    assert "SK3" not in snap and "SK4" not in snap
+    published = []
+    while (m := pubsub.get_message(timeout=0.5)) is not None:
+        published.append(m["data"].decode())
+    assert published == [live_json(fix_json(i.fix), i.vehicle_id) for i in items[:2]]
+    assert json.loads(published[0]) == items[0].fix.to_json() | {"vehicle_id": 3}
+    assert rclient.hget(LIVE_LAST, "SK1").decode() == published[0]
+    rclient.delete(stream)
+
+
+def test_sink_reloads_a_lost_script_and_reports_bad_coordinates(rclient: redis.Redis) -> None:
+    stream = "test:sink:errors"
+    rclient.delete(stream)
+    sink = RedisSink(rclient, stream=stream, maxlen=None)
+    rclient.script_flush()  # a Redis restart: the script is gone, the call repeated once
+    sink.put(fixes("SE1", 300))  # two script calls (SINK_BATCH fixes each at most)
+    assert rclient.xlen(stream) == 300
+    assert live_snapshot(rclient)["SE1"]["time"] == fixes("SE1", 300)[-1].fix.to_json()["time"]
+    # GEO refuses latitudes beyond ±85.05°: that fix raises after the batch, as before — its
+    # entry is in the stream and the fixes after it are handled
+    bad = [Routed(Fix("SE2", T0, 89.0, 104.0, protocol="sim"), 7),
+           Routed(Fix("SE3", T0, 30.0, 104.0, protocol="sim"), 7)]
+    with pytest.raises(redis.ResponseError):
+        sink.put(bad)
+    assert rclient.xlen(stream) == 302
+    assert "SE3" in live_snapshot(rclient)
+    with pytest.raises(ValueError):
+        RedisSink(rclient, maxlen=-1)
+    rclient.delete(stream)
+
+
+def test_sink_trims_the_stream(rclient: redis.Redis) -> None:
+    stream = "test:sink:trim"
+    rclient.delete(stream)
+    RedisSink(rclient, stream=stream, maxlen=0).put(fixes("ST1", 20))
+    assert rclient.xlen(stream) < 20  # MAXLEN ~ trims whole nodes
+    rclient.delete(stream)
