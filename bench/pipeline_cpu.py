@@ -12,8 +12,8 @@ caches and frequency, so the minimum is the steadiest figure):
 
   gateway   the MQTT worker's path without the socket: for batches of ``--batch`` messages
             ``Ingest.route_nmea`` per message, then ``RedisSink.put`` (stream + live state)
-  writer    ``StreamWriter.drain`` of those stream entries into ``positions`` (batches of
-            2,000, as the ingest benchmark's writer)
+  writer    ``StreamWriter.drain`` of those stream entries into ``positions`` (reads of
+            ``--writer-batch`` entries; 2,000 as the ingest benchmark's writer)
 
 CPU is this process's (``time.process_time``) plus the Redis server's and the PostgreSQL
 cluster's (its backends included), read from /proc; paho's receive path and Mosquitto are
@@ -52,7 +52,8 @@ def _gateway(messages: Sequence[tuple[str, str, list[str]]], client: Any, batch:
         put(routed)
 
 
-def run(n_fixes: int, n_terminals: int, repeat: int, batch: int) -> dict[str, Any]:
+def run(n_fixes: int, n_terminals: int, repeat: int, batch: int, writer_batch: int = 2000
+        ) -> dict[str, Any]:
     import redis
     from sqlalchemy import create_engine, text
 
@@ -90,7 +91,8 @@ def run(n_fixes: int, n_terminals: int, repeat: int, batch: int) -> dict[str, An
             cpu0, srv0 = time.process_time(), {k: _cpu_seconds(p) for k, p in servers.items()}
             _gateway(messages, client, batch)
             cpu1, srv1 = time.process_time(), {k: _cpu_seconds(p) for k, p in servers.items()}
-            writer = StreamWriter(client, engine, consumer="bench", batch=2000, block_ms=10)
+            writer = StreamWriter(client, engine, consumer="bench", batch=writer_batch,
+                                  block_ms=10)
             writer.ensure_group()
             stored = writer.drain(idle_rounds=1)
             cpu2, srv2 = time.process_time(), {k: _cpu_seconds(p) for k, p in servers.items()}
@@ -110,7 +112,8 @@ def run(n_fixes: int, n_terminals: int, repeat: int, batch: int) -> dict[str, An
         pg.stop()
     us = {k: round(min(v[1:]), 1) for k, v in samples.items()}
     return {"fixes": len(messages), "terminals": n_terminals, "repeat": repeat,
-            "batch": batch, "when": now.isoformat(), "cpu_us_per_fix": us,
+            "batch": batch, "writer_batch": writer_batch, "when": now.isoformat(),
+            "cpu_us_per_fix": us,
             "total_us_per_fix": round(sum(us.values()), 1)}
 
 
@@ -120,9 +123,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--terminals", type=int, default=50)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--batch", type=int, default=500, help="messages per gateway batch")
+    p.add_argument("--writer-batch", type=int, default=2000,
+                   help="entries per writer read (the ingest benchmark's writer: 2,000; "
+                        "it reads less when it keeps up)")
     p.add_argument("--json", type=Path, default=RESULTS / "pipeline_cpu.json")
     args = p.parse_args(argv)
-    result = run(args.fixes, args.terminals, args.repeat, args.batch)
+    result = run(args.fixes, args.terminals, args.repeat, args.batch, args.writer_batch)
     print(f"pipeline CPU per fix, {result['fixes']} fixes from {result['terminals']} "
           f"terminals, least of {result['repeat']} runs")
     for k, v in result["cpu_us_per_fix"].items():

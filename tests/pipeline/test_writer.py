@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 
 from fleet.fix import Fix
 from gateway.sink import (
@@ -22,7 +22,7 @@ from gateway.sink import (
     live_snapshot,
 )
 from telematics.models import Position
-from telematics.writer import StreamWriter, ensure_month_partitions, store_positions
+from telematics.writer import StreamWriter, copy_row, ensure_month_partitions, store_positions
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 
@@ -191,3 +191,69 @@ def test_sink_trims_the_stream(rclient: redis.Redis) -> None:
     RedisSink(rclient, stream=stream, maxlen=0).put(fixes("ST1", 20))
     assert rclient.xlen(stream) < 20  # MAXLEN ~ trims whole nodes
     rclient.delete(stream)
+
+
+def test_binary_copy_stores_every_value_type(clean_positions: Engine) -> None:
+    engine = clean_positions
+    odd = Fix("T\tab\\é", T0, 30, -104, speed_kmh=0, course=359.9, altitude_m=None, hdop=None,
+              satellites=None, valid=False, protocol="jt808", alarm=2**40, status=-1,
+              extras={"说明": "车\n", "n": [1, 2.5, None, True], "big": 2**70})
+    assert store_positions(engine, [Routed(odd, None), *fixes("TB", 2)]) == 3
+    with engine.connect() as conn:
+        row = conn.execute(select(Position.__table__).where(
+            Position.terminal_id == odd.terminal_id)).mappings().one()
+    assert (row["lat"], row["lon"], row["speed_kmh"], row["course"]) == (30.0, -104.0, 0.0, 359.9)
+    assert row["altitude_m"] is row["hdop"] is row["satellites"] is row["vehicle_id"] is None
+    assert (row["valid"], row["protocol"], row["alarm"], row["status"]) \
+        == (False, "jt808", 2**40, -1)
+    assert row["extras"] == odd.extras
+
+
+@pytest.mark.parametrize("change", [{"satellites": 40_000}, {"alarm": 2**63}, {"hdop": "1.0"},
+                                    {"valid": 1}, {"terminal_id": "T" * 41}, {"speed_kmh": True},
+                                    {"extras": []}])
+def test_copy_row_refuses_what_the_columns_cannot_hold(change: dict[str, object]) -> None:
+    """The binary COPY would wrap out-of-range integers silently: refused before it."""
+    fix = fixes("TR", 1)[0].fix
+    for k, v in change.items():
+        setattr(fix, k, v)
+    with pytest.raises(ValueError):
+        copy_row(Routed(fix, 7))
+    with pytest.raises(ValueError):
+        copy_row(Routed(fixes("TR", 1)[0].fix, 2**31))
+
+
+def test_writer_skips_an_entry_the_columns_cannot_hold(clean_positions: Engine,
+                                                       rclient: redis.Redis) -> None:
+    engine = clean_positions
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores any integer in a SMALLINT column")
+    good = fixes("TS", 3)
+    bad = Routed(Fix("TS", T0 + timedelta(minutes=1), 30.0, 104.0, satellites=40_000,
+                     protocol="sim"), 7)
+    rclient.delete("fixes")
+    RedisSink(rclient).put([good[0], bad, *good[1:]])
+    writer = StreamWriter(rclient, engine, batch=100, block_ms=50)
+    writer.ensure_group()
+    writer.drain()
+    assert count(engine) == 3
+    assert rclient.xpending("fixes", "writers")["pending"] == 0
+
+
+def test_staging_table_survives_a_rolled_back_first_batch(
+        clean_positions: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The staging table is created once per session, remembered only once committed."""
+    import psycopg
+
+    import telematics.writer as writer_module
+
+    if clean_positions.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's staging table")
+    engine = create_engine(clean_positions.url, pool_size=1, max_overflow=0)
+    monkeypatch.setattr(writer_module, "_PG_MERGE", "SELECT no_such_column FROM positions_in")
+    with pytest.raises(psycopg.Error):
+        store_positions(engine, fixes("TT", 2))
+    monkeypatch.undo()
+    assert store_positions(engine, fixes("TT", 2)) == 2
+    assert store_positions(engine, fixes("TT", 3)) == 1
+    engine.dispose()
