@@ -242,7 +242,8 @@ def test_writer_skips_an_entry_the_columns_cannot_hold(clean_positions: Engine,
 
 def test_staging_table_survives_a_rolled_back_first_batch(
         clean_positions: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The staging table is created once per session, remembered only once committed."""
+    """A batch holding a stored row takes the staging table; that table is created once per
+    session and remembered only once committed."""
     import psycopg
 
     import telematics.writer as writer_module
@@ -250,10 +251,33 @@ def test_staging_table_survives_a_rolled_back_first_batch(
     if clean_positions.dialect.name != "postgresql":
         pytest.skip("PostgreSQL's staging table")
     engine = create_engine(clean_positions.url, pool_size=1, max_overflow=0)
+    assert store_positions(engine, fixes("TT", 2)) == 2  # COPY straight into positions
     monkeypatch.setattr(writer_module, "_PG_MERGE", "SELECT no_such_column FROM positions_in")
     with pytest.raises(psycopg.Error):
-        store_positions(engine, fixes("TT", 2))
+        store_positions(engine, fixes("TT", 3))  # a conflict: the merge, which fails here
     monkeypatch.undo()
-    assert store_positions(engine, fixes("TT", 2)) == 2
     assert store_positions(engine, fixes("TT", 3)) == 1
+    assert store_positions(engine, fixes("TT", 4)) == 1
+    assert count(engine) == 4
     engine.dispose()
+
+
+def test_geometry_is_the_point_of_lon_lat(clean_positions: Engine) -> None:
+    engine = clean_positions
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the EWKB written by the PostgreSQL COPY")
+    items = [Routed(Fix("TG", T0 + timedelta(seconds=i), lat, lon, protocol="sim"), 1)
+             for i, (lat, lon) in enumerate([(30.66, 104.06), (-33.9, 151.2), (0.0, -0.0),
+                                             (89.999999, -179.999999), (1e-9, 180.0)])]
+    assert store_positions(engine, items) == 5
+    nan = float("nan")  # POINT(NaN NaN), which EWKB cannot write, and POINT(NaN 1)
+    assert store_positions(engine, [Routed(Fix("TG", T0 + timedelta(hours=1), lat, lon,
+                                               protocol="sim"), 1)
+                                    for lat, lon in [(nan, nan)]]) == 1
+    assert store_positions(engine, [Routed(Fix("TG", T0 + timedelta(hours=2), nan, 1.0,
+                                               protocol="sim"), 1)]) == 1
+    with engine.connect() as conn:
+        same = conn.execute(text(
+            "SELECT bool_and(ST_AsEWKT(geom) = ST_AsEWKT(ST_SetSRID(ST_MakePoint(lon, lat), "
+            "4326))), bool_and(ST_SRID(geom) = 4326) FROM positions")).one()
+    assert same == (True, True)
