@@ -43,7 +43,7 @@ def _publisher(env: Env, tids: list[str], seconds: float, rate_per_s: float | No
                start_epoch: float, out: Any, count: int | None = None, index: int = 0) -> None:
     """Publish one RMC+GGA epoch per message, round-robin over ``tids``: for ``seconds``, or
     exactly ``count`` messages when given. Reports (index, sent, wall time of the first
-    publish)."""
+    publish, CPU seconds this process spent publishing)."""
     import paho.mqtt.client as mqtt
 
     from fleet.fix import Fix
@@ -63,6 +63,7 @@ def _publisher(env: Env, tids: list[str], seconds: float, rate_per_s: float | No
     t_end = time.monotonic() + seconds
     t0 = time.monotonic()
     first_wall = time.time()
+    cpu0 = time.process_time()
     infos = []
     step = 0
     while (sent < count) if count is not None else (time.monotonic() < t_end):
@@ -90,13 +91,14 @@ def _publisher(env: Env, tids: list[str], seconds: float, rate_per_s: float | No
     for c in clients.values():
         c.loop_stop()
         c.disconnect()
-    out.put((index, sent, first_wall))
+    out.put((index, sent, first_wall, time.process_time() - cpu0))
 
 
 def _raw_subscriber(env: Env, ready: Any, out: Any, idle_s: float) -> None:
     import paho.mqtt.client as mqtt
 
     count = [0, 0.0, 0.0]  # received, first, last (wall clock, as the e2e phase's received_at)
+    cpu0 = time.process_time()
 
     def on_message(_c: Any, _u: Any, _m: Any) -> None:  # paho acknowledges (QoS 1) on return
         now = time.time()
@@ -119,7 +121,7 @@ def _raw_subscriber(env: Env, ready: Any, out: Any, idle_s: float) -> None:
         if count[0] and time.time() - count[2] > idle_s:
             break
     c.loop_stop()
-    out.put((count[0], count[2]))
+    out.put((count[0], count[2], time.process_time() - cpu0))
 
 
 def _gateway(env: Env, ident: str, stop: Any, ready: Any, subscription: Any = "single"
@@ -166,6 +168,39 @@ def _writer(env: Env, ident: str, stop: Any, ready: Any) -> None:
     t.join()
 
 
+# ------------------------------------------------------------------------------ CPU
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its descendants: the live ones
+    and those already reaped (``cutime``/``cstime``), read from /proc (0.0 where there is
+    none). PostgreSQL's backends are children of the postmaster, itself a child of
+    ``runuser`` when the bench runs as root."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        parent[int(d)] = int(fields[1])
+        used[int(d)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        p = frontier.pop()
+        for child, ppid in parent.items():
+            if ppid == p and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(used.get(p, 0) for p in tree) / tick
+
+
+def _cpu_snapshot(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(_cpu_seconds(p) for p in group) for name, group in pids.items()}
+
+
 # ------------------------------------------------------------------------------ phases
 def _count_positions(database_url: str) -> tuple[int, int]:
     from sqlalchemy import create_engine, text
@@ -189,8 +224,9 @@ def _truncate(database_url: str) -> None:
 
 def _publish(ctx: Any, env: Env, tids: list[str], seconds: float, processes: int,
              rate: float | None, start_epoch: float, counts: list[int] | None = None
-             ) -> tuple[list[int], float]:
-    """Run the publisher processes; → (messages sent by each, wall time of the first)."""
+             ) -> tuple[list[int], float, float]:
+    """Run the publisher processes; → (messages sent by each, wall time of the first, CPU
+    seconds they spent publishing)."""
     out = ctx.Queue()
     chunks = [tids[i::processes] for i in range(processes)]
     procs = [ctx.Process(target=_publisher, args=(env, chunk, seconds,
@@ -204,37 +240,60 @@ def _publish(ctx: Any, env: Env, tids: list[str], seconds: float, processes: int
     for p in procs:
         p.join()
     reports.sort()
-    return [int(r[1]) for r in reports], min(r[2] for r in reports)
+    return [int(r[1]) for r in reports], min(r[2] for r in reports), sum(r[3] for r in reports)
 
 
-def phase_raw(ctx: Any, env: Env, tids: list[str], seconds: float, publishers: int
-              ) -> dict[str, Any]:
+def phase_raw(ctx: Any, env: Env, tids: list[str], seconds: float, publishers: int,
+              broker_pid: int | None = None) -> dict[str, Any]:
     """Publishers for ``seconds`` → Mosquitto → one QoS 1 subscriber (paho's loop, which
     acknowledges each message as it returns from on_message)."""
     ready, out = ctx.Event(), ctx.Queue()
     sub = ctx.Process(target=_raw_subscriber, args=(env, ready, out, 2.0))
     sub.start()
     ready.wait(15)
-    sent, first = _publish(ctx, env, tids, seconds, publishers, None, time.time() - 86400)
-    received, last = out.get(timeout=seconds + 300)
+    broker0 = _cpu_seconds(broker_pid) if broker_pid else 0.0
+    sent, first, pub_cpu = _publish(ctx, env, tids, seconds, publishers, None,
+                                    time.time() - 86400)
+    received, last, sub_cpu = out.get(timeout=seconds + 300)
+    broker = _cpu_seconds(broker_pid) - broker0 if broker_pid else 0.0
     sub.join()
     span = last - first
+    n = received / 1e6 if received else None
+    cpu = {"publishers": round(pub_cpu / n, 1) if n else None,
+           "mosquitto": round(broker / n, 1) if n and broker_pid else None,
+           "subscriber": round(sub_cpu / n, 1) if n else None}
     return {"sent": sum(sent), "per_publisher": sent, "received": received,
-            "msgs_per_s": received / span if span > 0 else 0.0}
+            "msgs_per_s": received / span if span > 0 else 0.0, "cpu_us_per_msg": cpu}
 
 
 def _wait_stored(env: Env, expected: int, timeout: float) -> tuple[int, int]:
-    deadline = time.monotonic() + timeout
-    last, stable = -1, 0
-    while time.monotonic() < deadline:
-        rows, distinct = _count_positions(env.database_url)
-        if distinct >= expected:
-            return rows, distinct
-        stable = stable + 1 if rows == last else 0
-        if stable > 20:
-            break
-        last = rows
-        time.sleep(0.25)
+    """Wait until ``expected`` distinct fixes are stored (or nothing moves for ~5 s).
+
+    It polls while the pipeline is still draining, so it keeps out of its way: one
+    connection, and a plain ``count(*)`` per poll; the distinct count (a sort of every row)
+    only once the rows are all there. (It was both counts on a new connection, i.e. a new
+    PostgreSQL backend, four times a second: CPU taken from the pipeline it measures.)"""
+    from sqlalchemy import create_engine, text
+
+    e = create_engine(env.database_url)
+    try:
+        deadline = time.monotonic() + timeout
+        last, stable = -1, 0
+        with e.connect() as conn:
+            while time.monotonic() < deadline:
+                rows = int(conn.execute(text("SELECT count(*) FROM positions")).scalar_one())
+                if rows >= expected and conn.execute(text(
+                        "SELECT count(DISTINCT (terminal_id, time)) FROM positions")
+                        ).scalar_one() >= expected:
+                    break
+                conn.rollback()  # a fresh snapshot for the next poll
+                stable = stable + 1 if rows == last else 0
+                if stable > 20:
+                    break
+                last = rows
+                time.sleep(0.25)
+    finally:
+        e.dispose()
     return _count_positions(env.database_url)
 
 
@@ -251,18 +310,27 @@ def _last_received(database_url: str) -> float:
 
 
 def phase_e2e(ctx: Any, env: Env, tids: list[str], seconds: float, publishers: int,
-              counts: list[int]) -> dict[str, float]:
+              counts: list[int], pids: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """The same publishers sending the same number of messages as in the raw phase; the
     rate is measured the same way: messages / (last one at the sink − first one published),
-    the sink being ``positions`` (the row's ``received_at``, set in its insert transaction)."""
+    the sink being ``positions`` (the row's ``received_at``, set in its insert transaction).
+
+    ``pids`` (name → process ids): their CPU time over the phase, per stored fix, is
+    reported as ``cpu_us_per_fix`` (it includes the bench's own queries in PostgreSQL),
+    with the publishers' (measured in them, as in the raw phase)."""
     _truncate(env.database_url)
-    sent_each, first = _publish(ctx, env, tids, seconds, publishers, None,
-                                time.time() - 2 * 86400, counts)
+    before = _cpu_snapshot(pids or {})
+    sent_each, first, pub_cpu = _publish(ctx, env, tids, seconds, publishers, None,
+                                         time.time() - 2 * 86400, counts)
     sent = sum(sent_each)
     rows, distinct = _wait_stored(env, sent, 300)
+    after = _cpu_snapshot(pids or {})
     span = _last_received(env.database_url) - first if distinct else 0.0
+    cpu = {k: round((after[k] - before[k]) / distinct * 1e6, 1) if distinct else None
+           for k in after}
+    cpu["publishers"] = round(pub_cpu / distinct * 1e6, 1) if distinct else None
     return {"sent": sent, "stored": distinct, "rows": rows,
-            "fixes_per_s": distinct / span if span > 0 else 0.0}
+            "fixes_per_s": distinct / span if span > 0 else 0.0, "cpu_us_per_fix": cpu}
 
 
 def phase_latency(ctx: Any, env: Env, tids: list[str], seconds: float, rate: float
@@ -270,7 +338,7 @@ def phase_latency(ctx: Any, env: Env, tids: list[str], seconds: float, rate: flo
     from sqlalchemy import create_engine, text
 
     _truncate(env.database_url)
-    sent, _first = _publish(ctx, env, tids, seconds, 1, rate, time.time())
+    sent, _first, _cpu = _publish(ctx, env, tids, seconds, 1, rate, time.time())
     _wait_stored(env, sum(sent), 60)
     e = create_engine(env.database_url)
     with e.connect() as conn:
@@ -315,7 +383,7 @@ def run(seconds: float = 15.0, terminals: int = 50, json_path: str | None = None
         register_terminals(engine, spec)
         engine.dispose()
 
-        raw = phase_raw(ctx, env, tids, seconds, publishers)
+        raw = phase_raw(ctx, env, tids, seconds, publishers, mq.proc.pid if mq.proc else None)
         raw_rate, raw_sent, raw_received = raw["msgs_per_s"], raw["sent"], raw["received"]
 
         stop, ready = ctx.Event(), ctx.Semaphore(0)
@@ -331,7 +399,13 @@ def run(seconds: float = 15.0, terminals: int = 50, json_path: str | None = None
         for _ in procs:  # every gateway subscribed and every writer reading
             if not ready.acquire(timeout=120):
                 raise TimeoutError("a gateway or writer process did not start")
-        e2e = phase_e2e(ctx, env, tids, seconds, publishers, raw["per_publisher"])
+        gw_procs, wr_procs = procs[:gateways], procs[gateways:]
+        pids = {"gateway": [p.pid for p in gw_procs if p.pid],
+                "writer": [p.pid for p in wr_procs if p.pid],
+                "redis": [rd.proc.pid] if rd.proc else [],
+                "postgres": [pg.proc.pid] if pg.proc else [],
+                "mosquitto": [mq.proc.pid] if mq.proc else []}
+        e2e = phase_e2e(ctx, env, tids, seconds, publishers, raw["per_publisher"], pids)
         latency = phase_latency(ctx, env, tids, min(seconds, 10), e2e["fixes_per_s"] / 2)
         stop.set()
         for p in procs:
@@ -355,6 +429,9 @@ def run(seconds: float = 15.0, terminals: int = 50, json_path: str | None = None
         "sent": int(e2e["sent"]), "stored": int(e2e["stored"]),
         "lost": int(e2e["sent"] - e2e["stored"]),
         "duplicated": int(e2e["rows"] - e2e["stored"]),
+        "raw_cpu_us_per_msg": raw["cpu_us_per_msg"],
+        "e2e_cpu_us_per_fix": e2e["cpu_us_per_fix"],
+        "load_average": list(os.getloadavg()),
     }
     _print(result)
     if json_path:
@@ -373,6 +450,11 @@ def _print(r: dict[str, Any]) -> None:
     for key in ("raw_broker_msgs_per_s", "e2e_fixes_per_s", "ratio", "latency_rate_fixes_per_s",
                 "latency_p50_ms", "latency_p99_ms", "sent", "stored", "lost", "duplicated"):
         t.add_row(key, str(r[key]))
+    for name, us in r["raw_cpu_us_per_msg"].items():
+        t.add_row(f"raw CPU µs/msg: {name}", str(us))
+    for name, us in r["e2e_cpu_us_per_fix"].items():
+        t.add_row(f"e2e CPU µs/fix: {name}", str(us))
+    t.add_row("load average (1/5/15 min)", " / ".join(f"{x:.2f}" for x in r["load_average"]))
     Console().print(t)
 
 

@@ -60,6 +60,23 @@ class Fix:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fix:
         """Inverse of :meth:`to_json`; raises ``ValueError``/``KeyError`` on bad input."""
+        if cls is Fix and data.keys() == _JSON_KEYS:
+            # What to_json writes (the writer decodes one per stream entry): the fields
+            # passed by position, ~1.4 instead of ~4 µs. The same values as the general
+            # path below (tests/fleet/test_fix.py checks it): filtering the keys and calling
+            # with 14 keywords was most of the cost.
+            t = datetime.fromisoformat(str(data["time"]).replace("Z", "+00:00"))
+            if t.tzinfo is not UTC:
+                t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+            return cls(data["terminal_id"], t, float(data["lat"]), float(data["lon"]),
+                       data["speed_kmh"], data["course"], data["altitude_m"], data["hdop"],
+                       data["satellites"], data["valid"], data["protocol"], data["alarm"],
+                       data["status"], data["extras"])
+        return cls._from_json(data)
+
+    @classmethod
+    def _from_json(cls, data: dict[str, Any]) -> Fix:
+        """:meth:`from_json` for any key set: unknown keys ignored, missing ones defaulted."""
         raw_time = str(data["time"]).replace("Z", "+00:00")
         t = datetime.fromisoformat(raw_time)
         if t.tzinfo is None:
@@ -77,3 +94,4 @@ def _field_names(cls: type) -> frozenset[str]:
 
 
 _FIELD_NAMES = _field_names(Fix)  # computed once: from_json runs per stream entry
+_JSON_KEYS = _FIELD_NAMES | {"time"}  # every key to_json writes

@@ -53,6 +53,21 @@ POSITION_TYPES: frozenset[str] = frozenset({"RMC", "GGA", "GNS", "VTG", "GSA", "
 
 # "$" + body + "*" + two hex digits, nothing but blanks after it.
 _SENTENCE_RE = re.compile(r"^\$(?P<body>[^*$]*)\*(?P<cs>[0-9A-Fa-f]{2})\s*$")
+# the fast path's checksum digits: every two-character spelling [0-9A-Fa-f]{2} → its value
+_HEX2 = {a + b: int(a + b, 16) for a in "0123456789ABCDEFabcdef" for b in "0123456789ABCDEFabcdef"}
+# XOR of every byte of a sentence body (NMEA caps a sentence at 82 characters): the body as
+# one integer folded onto itself, 64 bytes, 32, … 1 — ~1 µs instead of ~1.7 µs for
+# reduce(xor, …) byte by byte; longer bodies take reduce
+_FOLDS = tuple((8 * k, (1 << (8 * k)) - 1) for k in (64, 32, 16, 8, 4, 2, 1))
+
+
+def _xor_bytes(data: bytes) -> int:
+    if len(data) > 128:
+        return reduce(xor, data, 0)
+    x = int.from_bytes(data, "little")
+    for shift, mask in _FOLDS:
+        x = (x >> shift) ^ (x & mask)
+    return x
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,12 +434,14 @@ class NmeaAssembler:
 
     # -- fast path (see the comment above _USED) -------------------------------------------
     def _fast(self, chunk: str, line_no: int, fixes: list[Fix]) -> object:
-        m = _SENTENCE_RE.match(chunk)
-        if m is None:
+        # the frame _SENTENCE_RE accepts, tested without it: "$" body "*" HH and nothing
+        # after (chunks arrive stripped; anything else goes the reference path)
+        if chunk[:1] != "$" or chunk[-3:-2] != "*":
             return _SLOW
-        body = m.group("body")
-        if (not body.isascii() or reduce(xor, body.encode("ascii"), 0) != int(m.group("cs"), 16)
-                or not body.isprintable()):
+        body = chunk[1:-3]
+        cs = _HEX2.get(chunk[-2:])
+        if (cs is None or "*" in body or "$" in body or not body.isascii()
+                or _xor_bytes(body.encode("ascii")) != cs or not body.isprintable()):
             return _SLOW
         f = body.split(",")
         address = f[0]

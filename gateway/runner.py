@@ -14,6 +14,7 @@ import redis
 from sqlalchemy import Engine
 
 from fleet.fix import Fix
+from fleet.heap import freeze_startup_heap
 from fleet.logging import get_logger
 from fleet.settings import Settings
 from gateway.directory import TerminalDirectory
@@ -84,6 +85,7 @@ class Gateway:
 
     def start(self) -> Gateway:
         self.directory.refresh()
+        freeze_startup_heap()  # see fleet.heap: full collections skip the imported modules
         self.mqtt.start()
         if self.jt808_enabled:
             self._thread = threading.Thread(target=self._run_jt808, name="jt808", daemon=True)

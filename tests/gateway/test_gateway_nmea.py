@@ -302,3 +302,95 @@ def test_mutated_sentences_never_raise(
 @given(st.text(max_size=300))
 def test_random_text_never_raises(text: str) -> None:
     decode_nmea_lines([text], "fuzz")
+
+
+# --------------------------------------------------------------------------- fast path
+# NmeaAssembler tries its hand-written RMC/GGA reader first and falls back to pynmea2 for
+# anything it is not sure of; with the fast path switched off every sentence takes pynmea2.
+# The two must agree on everything: fixes, errors (and their messages), counters.
+
+
+def _decode(lines: list[str], fast: bool) -> tuple[list[object], list[object], object]:
+    from gateway import nmea as nmea_module
+
+    asm = NmeaAssembler("T1")
+    if not fast:
+        asm._fast = lambda *_a: nmea_module._SLOW  # type: ignore[method-assign]
+    fixes, errors = [], []
+    for no, line in enumerate(lines, 1):
+        f, e = asm.feed_line(line, no)
+        fixes += f
+        errors += e
+    fixes += asm.flush()
+    return [repr(f) for f in fixes], errors, asm.stats  # repr: NaN-proof comparison
+
+
+def _assert_fast_equals_reference(lines: list[str]) -> None:
+    assert _decode(lines, fast=True) == _decode(lines, fast=False)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_COUNTS))
+def test_fast_path_agrees_with_pynmea2_on_fixtures(name: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import pynmea2
+
+    lines = read_lines(name)
+    _assert_fast_equals_reference(lines)
+    # and the fast path did the work: no RMC/GGA of these receivers reaches pynmea2
+    parsed: list[str] = []
+    real = pynmea2.parse
+    monkeypatch.setattr(pynmea2, "parse", lambda s, **kw: (parsed.append(s), real(s, **kw))[1])
+    _decode(lines, fast=True)
+    assert not [s for s in parsed if s[3:6] in ("RMC", "GGA")]
+
+
+_digits = st.text("0123456789", min_size=0, max_size=12)
+_token = st.one_of(_digits, st.text("0123456789.-+eE ", max_size=10),
+                   st.builds(lambda a, b: f"{a}.{b}", _digits, _digits),
+                   st.sampled_from(["", "nan", "inf", "1_0", "٣", "00", "A", "V", "N", "S",
+                                    "E", "W", "M"]))
+_hms = st.one_of(st.builds(lambda h, m, s, f: f"{h:02d}{m:02d}{s:02d}{f}",
+                           st.integers(0, 25), st.integers(0, 61), st.integers(0, 61),
+                           st.sampled_from(["", ".00", ".5", ".123", ".9999999", "."])),
+                 _token)
+_ddmmyy = st.one_of(st.builds(lambda d, m, y: f"{d:02d}{m:02d}{y:02d}", st.integers(0, 32),
+                              st.integers(0, 13), st.integers(0, 99)), _token)
+_latf = st.one_of(st.builds(lambda d, m: f"{d:02d}{m:07.4f}", st.integers(0, 95),
+                            st.floats(0, 61, allow_nan=False)), _token)
+_lonf = st.one_of(st.builds(lambda d, m: f"{d:03d}{m:07.4f}", st.integers(0, 185),
+                            st.floats(0, 61, allow_nan=False)), _token)
+_talker = st.sampled_from(["GN", "GP", "BD", "GB", "GL", "GA", "QZ", "gn"])
+_rmc = st.builds(lambda t, hms, st_, la, ns, lo, ew, sp, co, d, mode:
+                 f"{t}RMC,{hms},{st_},{la},{ns},{lo},{ew},{sp},{co},{d},,,{mode}",
+                 _talker, _hms, st.sampled_from(["A", "V", "", "X"]), _latf,
+                 st.sampled_from(["N", "S", "", "n"]), _lonf, st.sampled_from(["E", "W", ""]),
+                 _token, _token, _ddmmyy, st.sampled_from(["A", "D", "N", ""]))
+_gga = st.builds(lambda t, hms, la, ns, lo, ew, q, n, hd, alt:
+                 f"{t}GGA,{hms},{la},{ns},{lo},{ew},{q},{n},{hd},{alt},M,,M,,",
+                 _talker, _hms, _latf, st.sampled_from(["N", "S", ""]), _lonf,
+                 st.sampled_from(["E", "W", ""]), _token, _token, _token, _token)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.one_of(_rmc, _gga), st.sampled_from(["ok", "bad", "lower", "cut"])),
+                min_size=1, max_size=8))
+def test_fast_path_agrees_with_pynmea2_on_generated_sentences(
+        sentences: list[tuple[str, str]]) -> None:
+    lines = []
+    for body, frame in sentences:
+        line = nmea(body)
+        if frame == "bad":  # wrong checksum
+            line = line[:-2] + ("00" if line[-2:] != "00" else "01")
+        elif frame == "lower":  # lower-case checksum digits are accepted
+            line = line.lower()[:1] + line[1:-2] + line[-2:].lower()
+        elif frame == "cut":  # several fields missing
+            line = nmea(",".join(body.split(",")[:5]))
+        lines.append(line)
+    _assert_fast_equals_reference(lines)
+
+
+@given(st.integers(0, 300).flatmap(lambda n: st.binary(min_size=n, max_size=n)))
+def test_fast_checksum_is_the_xor_of_every_byte(data: bytes) -> None:
+    from gateway.nmea import _xor_bytes
+
+    assert _xor_bytes(data) == functools.reduce(operator.xor, data, 0)

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 
 from fleet.fix import Fix
-from gateway.sink import LIVE_GEO, RedisSink, Routed, live_snapshot
+from gateway.sink import (
+    LIVE_GEO,
+    LIVE_LAST,
+    RedisSink,
+    Routed,
+    encode_entry,
+    fix_json,
+    live_json,
+    live_snapshot,
+)
 from telematics.models import Position
-from telematics.writer import StreamWriter, ensure_month_partitions, store_positions
+from telematics.writer import StreamWriter, copy_row, ensure_month_partitions, store_positions
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 
@@ -120,3 +130,154 @@ def test_month_partitions_on_postgis(clean_positions: Engine) -> None:
     with engine.begin() as conn:
         for name in created:
             conn.execute(text(f"DROP TABLE {name}"))
+
+
+def test_sink_entries_and_live_documents(rclient: redis.Redis) -> None:
+    """One script call per batch writes each fix's stream entry (exactly what encode_entry
+    gives) and its live document: the stream JSON with vehicle_id added, i.e. the object
+    fix.to_json() | {"vehicle_id": …}; an invalid fix is streamed but never live."""
+    stream = "test:sink:entries"
+    rclient.delete(stream)
+    sink = RedisSink(rclient, stream=stream)
+    pubsub = rclient.pubsub()
+    pubsub.subscribe("live")
+    pubsub.get_message(timeout=1)
+    items = [Routed(Fix("SK1", T0, 30.5, 104.1, speed_kmh=12.5, hdop=0.9, satellites=11,
+                        protocol="nmea-mqtt", extras={"sentences": ["GNRMC", "GNGGA"]}), 3),
+             Routed(Fix("SK2", T0, 31.5, 105.1, protocol="sim", extras={"说明": "车"}), None),
+             Routed(Fix("SK3", T0, 32.5, 106.1, valid=False, protocol="sim"), 4),
+             Routed(Fix("SK4", T0, float("nan"), 104.1, valid=False, protocol="sim"),
+                    3)]  # NaN: the encoder's own text, as before
+    sink.put(items)
+    entries = rclient.xrange(stream)
+    assert [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries] \
+        == [encode_entry(i) for i in items]
+    snap = live_snapshot(rclient)
+    assert snap["SK2"] == items[1].fix.to_json() | {"vehicle_id": None}
+    assert "SK3" not in snap and "SK4" not in snap
+    published = []
+    while (m := pubsub.get_message(timeout=0.5)) is not None:
+        published.append(m["data"].decode())
+    assert published == [live_json(fix_json(i.fix), i.vehicle_id) for i in items[:2]]
+    assert json.loads(published[0]) == items[0].fix.to_json() | {"vehicle_id": 3}
+    assert rclient.hget(LIVE_LAST, "SK1").decode() == published[0]
+    rclient.delete(stream)
+
+
+def test_sink_reloads_a_lost_script_and_reports_bad_coordinates(rclient: redis.Redis) -> None:
+    stream = "test:sink:errors"
+    rclient.delete(stream)
+    sink = RedisSink(rclient, stream=stream, maxlen=None)
+    rclient.script_flush()  # a Redis restart: the script is gone, the call repeated once
+    sink.put(fixes("SE1", 300))  # two script calls (SINK_BATCH fixes each at most)
+    assert rclient.xlen(stream) == 300
+    assert live_snapshot(rclient)["SE1"]["time"] == fixes("SE1", 300)[-1].fix.to_json()["time"]
+    # GEO refuses latitudes beyond ±85.05°: that fix raises after the batch, as before — its
+    # entry is in the stream and the fixes after it are handled
+    bad = [Routed(Fix("SE2", T0, 89.0, 104.0, protocol="sim"), 7),
+           Routed(Fix("SE3", T0, 30.0, 104.0, protocol="sim"), 7)]
+    with pytest.raises(redis.ResponseError):
+        sink.put(bad)
+    assert rclient.xlen(stream) == 302
+    assert "SE3" in live_snapshot(rclient)
+    with pytest.raises(ValueError):
+        RedisSink(rclient, maxlen=-1)
+    rclient.delete(stream)
+
+
+def test_sink_trims_the_stream(rclient: redis.Redis) -> None:
+    stream = "test:sink:trim"
+    rclient.delete(stream)
+    RedisSink(rclient, stream=stream, maxlen=0).put(fixes("ST1", 20))
+    assert rclient.xlen(stream) < 20  # MAXLEN ~ trims whole nodes
+    rclient.delete(stream)
+
+
+def test_binary_copy_stores_every_value_type(clean_positions: Engine) -> None:
+    engine = clean_positions
+    odd = Fix("T\tab\\é", T0, 30, -104, speed_kmh=0, course=359.9, altitude_m=None, hdop=None,
+              satellites=None, valid=False, protocol="jt808", alarm=2**40, status=-1,
+              extras={"说明": "车\n", "n": [1, 2.5, None, True], "big": 2**70})
+    assert store_positions(engine, [Routed(odd, None), *fixes("TB", 2)]) == 3
+    with engine.connect() as conn:
+        row = conn.execute(select(Position.__table__).where(
+            Position.terminal_id == odd.terminal_id)).mappings().one()
+    assert (row["lat"], row["lon"], row["speed_kmh"], row["course"]) == (30.0, -104.0, 0.0, 359.9)
+    assert row["altitude_m"] is row["hdop"] is row["satellites"] is row["vehicle_id"] is None
+    assert (row["valid"], row["protocol"], row["alarm"], row["status"]) \
+        == (False, "jt808", 2**40, -1)
+    assert row["extras"] == odd.extras
+
+
+@pytest.mark.parametrize("change", [{"satellites": 40_000}, {"alarm": 2**63}, {"hdop": "1.0"},
+                                    {"valid": 1}, {"terminal_id": "T" * 41}, {"speed_kmh": True},
+                                    {"extras": []}])
+def test_copy_row_refuses_what_the_columns_cannot_hold(change: dict[str, object]) -> None:
+    """The binary COPY would wrap out-of-range integers silently: refused before it."""
+    fix = fixes("TR", 1)[0].fix
+    for k, v in change.items():
+        setattr(fix, k, v)
+    with pytest.raises(ValueError):
+        copy_row(Routed(fix, 7))
+    with pytest.raises(ValueError):
+        copy_row(Routed(fixes("TR", 1)[0].fix, 2**31))
+
+
+def test_writer_skips_an_entry_the_columns_cannot_hold(clean_positions: Engine,
+                                                       rclient: redis.Redis) -> None:
+    engine = clean_positions
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores any integer in a SMALLINT column")
+    good = fixes("TS", 3)
+    bad = Routed(Fix("TS", T0 + timedelta(minutes=1), 30.0, 104.0, satellites=40_000,
+                     protocol="sim"), 7)
+    rclient.delete("fixes")
+    RedisSink(rclient).put([good[0], bad, *good[1:]])
+    writer = StreamWriter(rclient, engine, batch=100, block_ms=50)
+    writer.ensure_group()
+    writer.drain()
+    assert count(engine) == 3
+    assert rclient.xpending("fixes", "writers")["pending"] == 0
+
+
+def test_staging_table_survives_a_rolled_back_first_batch(
+        clean_positions: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch holding a stored row takes the staging table; that table is created once per
+    session and remembered only once committed."""
+    import psycopg
+
+    import telematics.writer as writer_module
+
+    if clean_positions.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's staging table")
+    engine = create_engine(clean_positions.url, pool_size=1, max_overflow=0)
+    assert store_positions(engine, fixes("TT", 2)) == 2  # COPY straight into positions
+    monkeypatch.setattr(writer_module, "_PG_MERGE", "SELECT no_such_column FROM positions_in")
+    with pytest.raises(psycopg.Error):
+        store_positions(engine, fixes("TT", 3))  # a conflict: the merge, which fails here
+    monkeypatch.undo()
+    assert store_positions(engine, fixes("TT", 3)) == 1
+    assert store_positions(engine, fixes("TT", 4)) == 1
+    assert count(engine) == 4
+    engine.dispose()
+
+
+def test_geometry_is_the_point_of_lon_lat(clean_positions: Engine) -> None:
+    engine = clean_positions
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the EWKB written by the PostgreSQL COPY")
+    items = [Routed(Fix("TG", T0 + timedelta(seconds=i), lat, lon, protocol="sim"), 1)
+             for i, (lat, lon) in enumerate([(30.66, 104.06), (-33.9, 151.2), (0.0, -0.0),
+                                             (89.999999, -179.999999), (1e-9, 180.0)])]
+    assert store_positions(engine, items) == 5
+    nan = float("nan")  # POINT(NaN NaN), which EWKB cannot write, and POINT(NaN 1)
+    assert store_positions(engine, [Routed(Fix("TG", T0 + timedelta(hours=1), lat, lon,
+                                               protocol="sim"), 1)
+                                    for lat, lon in [(nan, nan)]]) == 1
+    assert store_positions(engine, [Routed(Fix("TG", T0 + timedelta(hours=2), nan, 1.0,
+                                               protocol="sim"), 1)]) == 1
+    with engine.connect() as conn:
+        same = conn.execute(text(
+            "SELECT bool_and(ST_AsEWKT(geom) = ST_AsEWKT(ST_SetSRID(ST_MakePoint(lon, lat), "
+            "4326))), bool_and(ST_SRID(geom) = 4326) FROM positions")).one()
+    assert same == (True, True)
