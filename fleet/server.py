@@ -29,10 +29,10 @@ def served_app() -> FastAPI:
     tests build many apps in one process and must keep their garbage collectable.
     """
     from fleet.app import create_app
+    from fleet.heap import freeze_startup_heap
 
     app = create_app()
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()
     _, g1, g2 = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, g1, g2)
     return app

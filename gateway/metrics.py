@@ -13,3 +13,6 @@ ACCEPTED = Counter("gongche_gateway_fixes_accepted_total", "Fixes passed on", ["
 REJECTED = Counter("gongche_gateway_fixes_rejected_total",
                    "Fixes dropped by the filter chain or the directory",
                    ["reason", "terminal"])
+LIVE_GEO_SKIPPED = Counter("gongche_gateway_live_geo_skipped_total",
+                           "Newest fixes the live GEO index cannot hold (beyond ±85.05° "
+                           "latitude): kept as the terminal's last fix, left out of the index")

@@ -20,6 +20,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from fleet.fix import Fix
+from gateway import metrics
 
 STREAM = "fixes"
 LIVE_LAST = "live:last"
@@ -37,12 +38,14 @@ LIVE_CHANNEL = "live"
 # twice (an XADD per fix plus the script's arguments) was a third of the sink's redis-py
 # packing and parsing. A fix not newer than the stored one changes and publishes nothing.
 # A failing XADD aborts the call (the entries before it stay, and the caller retries the
-# batch: duplicates in the stream are harmless downstream); a failing GEOADD (bad
-# coordinates) skips only its own fix's PUBLISH (after its HSET, as before), the call goes
-# on and returns the first such error at the end.
+# batch: duplicates in the stream are harmless downstream). A GEOADD that fails (Redis's GEO
+# index holds latitudes within ±85.05112878° only, where a valid WGS-84 fix may lie) is no
+# error of the batch: raising made the gateway retry the same batch for ever, unacknowledged,
+# one bad terminal stalling all. The fix stays the terminal's last (HSET) and is published;
+# the terminal leaves the GEO index (it must not keep an older position there) and the call
+# returns how many such fixes it met, which the gateway counts.
 _SINK_SCRIPT = """
-local err
-local n = 0
+local n, skipped = 0, 0
 local stream, last, geo = KEYS[1], KEYS[2], KEYS[3]
 local channel, maxlen, xadd = ARGV[1], ARGV[2], ARGV[3] == '1'
 for i = 4, #ARGV, 6 do
@@ -62,16 +65,15 @@ for i = 4, #ARGV, 6 do
       redis.call('HSET', last, tid .. ':t', ms, tid, live)
       local ok = redis.pcall('GEOADD', geo, ARGV[i + 4], ARGV[i + 5], tid)
       if type(ok) == 'table' and ok.err then
-        err = err or ok.err
-      else
-        redis.call('PUBLISH', channel, live)
-        n = n + 1
+        redis.call('ZREM', geo, tid)
+        skipped = skipped + 1
       end
+      redis.call('PUBLISH', channel, live)
+      n = n + 1
     end
   end
 end
-if err then return redis.error_reply(err) end
-return n
+return {n, skipped}
 """
 SINK_BATCH = 256  # fixes per script call: bounds how long one call holds Redis
 
@@ -180,9 +182,10 @@ class RedisSink:
         """Write ``items`` to the stream and update live state, in one round trip.
 
         Returns only after Redis has the entries: callers acknowledge upstream afterwards.
-        Raises the first error (a failed XADD, or a live-state error such as bad coordinates,
-        as before) after every call of the batch ran; a script Redis lost (restart, SCRIPT
-        FLUSH) is loaded again and its calls repeated.
+        Raises the first error (a failed XADD) after every call of the batch ran; a script
+        Redis lost (restart, SCRIPT FLUSH) is loaded again and its calls repeated. A fix the
+        GEO index cannot hold is counted (``gongche_gateway_live_geo_skipped_total``), not
+        raised.
         """
         self._run(items, True)
 
@@ -214,15 +217,21 @@ class RedisSink:
             pipe.evalsha(sha, 3, *head, *chunk)
         results = pipe.execute(raise_on_error=False)
         error: Exception | None = None
+        skipped = 0
         for chunk, result in zip(chunks, results, strict=True):
             if isinstance(result, NoScriptError):  # nothing of this call ran: run it again
                 self.client.script_load(_SINK_SCRIPT)
                 try:
-                    self.client.evalsha(sha, 3, *head, *chunk)
+                    result = self.client.evalsha(sha, 3, *head, *chunk)
                 except redis.ResponseError as exc:
                     error = error or exc
-            elif isinstance(result, Exception):
+                    continue
+            if isinstance(result, Exception):
                 error = error or result
+            else:
+                skipped += int(result[1])
+        if skipped:
+            metrics.LIVE_GEO_SKIPPED.inc(skipped)
         if error is not None:
             raise error
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.routing import Match
 
 from fleet.app import create_app
 from fleet.deps import CurrentUser, DbSession

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, create_engine, func, select, text
 
 from fleet.fix import Fix
@@ -164,7 +165,8 @@ def test_sink_entries_and_live_documents(rclient: redis.Redis) -> None:
     rclient.delete(stream)
 
 
-def test_sink_reloads_a_lost_script_and_reports_bad_coordinates(rclient: redis.Redis) -> None:
+def test_sink_reloads_a_lost_script_and_takes_fixes_the_geo_index_cannot_hold(
+        rclient: redis.Redis) -> None:
     stream = "test:sink:errors"
     rclient.delete(stream)
     sink = RedisSink(rclient, stream=stream, maxlen=None)
@@ -172,14 +174,22 @@ def test_sink_reloads_a_lost_script_and_reports_bad_coordinates(rclient: redis.R
     sink.put(fixes("SE1", 300))  # two script calls (SINK_BATCH fixes each at most)
     assert rclient.xlen(stream) == 300
     assert live_snapshot(rclient)["SE1"]["time"] == fixes("SE1", 300)[-1].fix.to_json()["time"]
-    # GEO refuses latitudes beyond ±85.05°: that fix raises after the batch, as before — its
-    # entry is in the stream and the fixes after it are handled
-    bad = [Routed(Fix("SE2", T0, 89.0, 104.0, protocol="sim"), 7),
-           Routed(Fix("SE3", T0, 30.0, 104.0, protocol="sim"), 7)]
-    with pytest.raises(redis.ResponseError):
-        sink.put(bad)
-    assert rclient.xlen(stream) == 302
-    assert "SE3" in live_snapshot(rclient)
+    # GEO refuses latitudes beyond ±85.05°: no error (raising stalled the gateway on the
+    # same batch for ever); the fix is stored and is the terminal's last, the terminal is
+    # out of the GEO index (not left at an older place), and it is counted
+    before = REGISTRY.get_sample_value("gongche_gateway_live_geo_skipped_total") or 0.0
+    sink.put([Routed(Fix("SE2", T0, 30.0, 104.0, protocol="sim"), 7)])
+    assert rclient.geopos(LIVE_GEO, "SE2")[0] is not None
+    polar = [Routed(Fix("SE2", T0 + timedelta(seconds=1), 89.0, 104.0, protocol="sim"), 7),
+             Routed(Fix("SE3", T0, 30.0, 104.0, protocol="sim"), 7)]
+    sink.put(polar)
+    assert rclient.xlen(stream) == 303
+    live = live_snapshot(rclient)
+    assert live["SE2"]["lat"] == 89.0 and "SE3" in live
+    assert rclient.geopos(LIVE_GEO, "SE2")[0] is None
+    assert rclient.geopos(LIVE_GEO, "SE3")[0] is not None
+    after = REGISTRY.get_sample_value("gongche_gateway_live_geo_skipped_total")
+    assert after == before + 1
     with pytest.raises(ValueError):
         RedisSink(rclient, maxlen=-1)
     rclient.delete(stream)
