@@ -4,8 +4,9 @@
 
 A private PostgreSQL+PostGIS (fleet.localservices) is migrated and given a bureau with
 departments, cars, staff and some bookings; ``fleet.app:create_app`` is served by
-``--workers`` uvicorn processes (2 by default, one per core of the reference machine) on one
-free loopback port, each on its own SO_REUSEPORT socket (see :func:`serve_worker`).
+``--workers`` uvicorn processes (by default one more than the machine has cores: 3 on the
+reference machine, see :data:`DEFAULT_WORKERS`) on one free loopback port, each on its own
+SO_REUSEPORT socket (see :func:`serve_worker`).
 A separate load process (asyncio on uvloop, a minimal keep-alive HTTP/1.1 client so that
 the load takes little of the CPU it shares with the server) sends an open-loop schedule of
 exactly ``rate × seconds`` requests — 20 % booking creations, 40 % booking reads by id,
@@ -39,6 +40,12 @@ REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-api-secret-key-0123456789-abcdefgh"
 PASSWORD = "bench-password-123"
 TARGET_P99_MS = 50.0
+#: One more server process than cores. The kernel hashes the load's keep-alive connections
+#: over the processes' sockets, so with one process per core one of them often got 60 % of
+#: the requests, and each process runs Python on one core at a time (the GIL) while it waits
+#: on the database: p99 22–238 ms over five runs with 2 processes on 2 cores, 22–35 ms over
+#: five with 3 (the same CPU per request).
+DEFAULT_WORKERS = (os.cpu_count() or 1) + 1
 
 
 def _booking_body(i: int, department_id: int) -> dict[str, Any]:
@@ -317,7 +324,8 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def run(json_path: str | None = None, rate: float = 200.0, seconds: float = 10.0,
-        concurrency: int = 32, quiet: bool = False, workers: int = 2) -> dict[str, Any]:
+        concurrency: int = 32, quiet: bool = False,
+        workers: int = DEFAULT_WORKERS) -> dict[str, Any]:
     """Serve, load, measure; returns (and writes) the summary.
 
     ``workers`` uvicorn processes serve, one SO_REUSEPORT socket each on the same port (the
@@ -452,7 +460,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     ap.add_argument("--json", default=str(RESULTS / "api.json"))
     a = ap.parse_args()
     run(a.json, a.rate, a.seconds, a.concurrency, workers=a.workers)

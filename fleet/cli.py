@@ -336,13 +336,15 @@ def bench_fuzz(inputs: int = 100_000, seed: int = 1,
 
 @bench_app.command("api")
 def bench_api(rate: float = 200.0, seconds: float = 10.0, concurrency: int = 32,
-              workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 2,
+              workers: Annotated[int | None, typer.Option(
+                  help="uvicorn worker processes (default: cores + 1)")] = None,
               json_path: Annotated[str, typer.Option("--json")] = "bench/results/api.json"
               ) -> None:
     """Booking and query API throughput and p50/p99 latency (uvicorn on PostGIS)."""
-    from bench.api import run
+    from bench.api import DEFAULT_WORKERS, run
 
-    run(json_path, rate=rate, seconds=seconds, concurrency=concurrency, workers=workers)
+    run(json_path, rate=rate, seconds=seconds, concurrency=concurrency,
+        workers=workers or DEFAULT_WORKERS)
 
 
 def _register_domain_commands() -> None:
