@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import redis
@@ -21,6 +21,7 @@ from fleet.models import User
 from fleet.security import decode_token
 from fleet.settings import Settings
 
+T = TypeVar("T")
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 
@@ -70,9 +71,12 @@ async def get_db(session: Annotated[Session, Depends(_session)]) -> AsyncIterato
         await _in_thread(session.commit)
 
 
-async def _in_thread(fn: Callable[..., None], *args: object) -> None:
+async def _in_thread(fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)`` on a worker thread, shielded from cancellation and outside the
+    threadpool's limit (get_db says why)."""
     with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(fn, *args, limiter=anyio.CapacityLimiter(1))
+        result = await anyio.to_thread.run_sync(fn, *args, limiter=anyio.CapacityLimiter(1))
+    return result
 
 
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
@@ -119,9 +123,7 @@ async def get_current_user(
     claimant = Claimant(db, int(sub))
     if isinstance(request.scope.get("route"), UnitOfWorkRoute):
         return claimant
-    with anyio.CancelScope(shield=True):
-        user = await anyio.to_thread.run_sync(claimant.user, limiter=anyio.CapacityLimiter(1))
-    return user
+    return await _in_thread(claimant.user)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -146,9 +148,7 @@ def _one_thread(endpoint: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(endpoint)
         async def run_async(*args: Any, **kwargs: Any) -> Any:
             if any(isinstance(v, Claimant) for v in kwargs.values()):
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(prepare, kwargs,
-                                                   limiter=anyio.CapacityLimiter(1))
+                await _in_thread(prepare, kwargs)
             return await endpoint(*args, **kwargs)  # get_db commits
 
         return run_async
