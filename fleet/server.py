@@ -1,4 +1,5 @@
-"""Serving the API: one uvicorn process per core, each on its own ``SO_REUSEPORT`` socket."""
+"""Serving the API: uvicorn processes (cores + 1 in production), each on its own ``SO_REUSEPORT``
+socket."""
 
 from __future__ import annotations
 

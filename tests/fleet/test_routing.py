@@ -43,6 +43,13 @@ def _probe_routers(seen: dict[str, Any]) -> list[APIRouter]:
     return [unit, plain]
 
 
+def _member(db: Session, role: Role) -> User:
+    """A user of a new department, committed (the app's sessions must see it)."""
+    user = f.user(db, role, f.department(db))
+    db.commit()
+    return user
+
+
 def _client(settings: Settings, engine: Any, factory: sessionmaker[Session],
             seen: dict[str, Any]) -> TestClient:
     app = create_app(settings, engine=engine, session_factory=factory,
@@ -64,9 +71,7 @@ def test_the_user_lookup_the_endpoint_and_the_commit_share_one_thread(
     def _commit(_session: Session) -> None:
         threads["commit"].add(threading.get_ident())
 
-    root = f.department(db)
-    admin = f.user(db, Role.admin, root)
-    db.commit()
+    admin = _member(db, Role.admin)
     with _client(settings, engine, session_factory, seen) as client:
         h = f.login(client, admin).headers
         threads["query"].clear()
@@ -81,9 +86,7 @@ def test_the_user_lookup_the_endpoint_and_the_commit_share_one_thread(
 def test_an_endpoint_that_fails_leaves_nothing_written(
         settings: Settings, engine: Any, session_factory: sessionmaker[Session],
         db: Session) -> None:
-    root = f.department(db)
-    admin = f.user(db, Role.admin, root)
-    db.commit()
+    admin = _member(db, Role.admin)
     with _client(settings, engine, session_factory, {}) as client:
         r = client.post("/api/probe/fail", headers=f.login(client, admin).headers)
         assert r.status_code == 500
@@ -94,9 +97,7 @@ def test_an_endpoint_that_fails_leaves_nothing_written(
 def test_a_route_of_another_class_still_gets_the_user(
         settings: Settings, engine: Any, session_factory: sessionmaker[Session],
         db: Session) -> None:
-    root = f.department(db)
-    staff = f.user(db, Role.staff, root)
-    db.commit()
+    staff = _member(db, Role.staff)
     with _client(settings, engine, session_factory, {}) as client:
         r = client.get("/api/plain/me", headers=f.login(client, staff).headers)
         assert r.status_code == 200, r.text
@@ -105,9 +106,7 @@ def test_a_route_of_another_class_still_gets_the_user(
 
 def test_an_account_retired_after_its_token_was_issued_is_refused(
         client: TestClient, db: Session) -> None:
-    root = f.department(db)
-    staff = f.user(db, Role.staff, root)
-    db.commit()
+    staff = _member(db, Role.staff)
     h = f.login(client, staff).headers
     assert client.get("/api/dispatch/bookings", headers=h).status_code == 200
     db.get(User, staff.id).active = False  # type: ignore[union-attr]
